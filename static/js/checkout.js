@@ -1,0 +1,114 @@
+// Checkout page: counts the QR code down and polls the order until WeChat Pay settles it.
+// The server stays the source of truth: this only reads the status endpoint and swaps sections.
+(function () {
+  'use strict';
+
+  var POLL_MS = 1500;      // normal polling interval
+  var BACKOFF_MS = 5000;   // after a failed request, and once the QR code has expired
+  var LOW_SECONDS = 60;    // the countdown turns red below this
+
+  var root = document.querySelector('[data-status-url]');
+  if (!root) return;
+
+  var statusUrl = root.getAttribute('data-status-url');
+  var qrBlock = document.getElementById('qr-block');
+  var countdown = document.getElementById('countdown');
+  var sections = {
+    paid: document.getElementById('paid'),
+    expired: document.getElementById('expired'),
+    closed: document.getElementById('closed')
+  };
+
+  var expiresAt = countdown ? Date.parse(countdown.getAttribute('data-expires-at') || '') : NaN;
+  var tickTimer = null;
+  var pollTimer = null;
+  var expired = false;
+  var finished = false;
+
+  // Show one result section (or none) and hide the QR block when a result is shown.
+  function show(name) {
+    Object.keys(sections).forEach(function (key) {
+      if (sections[key]) sections[key].hidden = key !== name;
+    });
+    if (qrBlock) qrBlock.hidden = Boolean(name);
+  }
+
+  function pad(n) {
+    return n < 10 ? '0' + n : String(n);
+  }
+
+  function stopCountdown() {
+    if (tickTimer !== null) {
+      clearInterval(tickTimer);
+      tickTimer = null;
+    }
+  }
+
+  // Remaining time comes from the server's expiry and the browser clock, each second afresh,
+  // so a sleeping tab or a throttled timer never drifts.
+  function tick() {
+    var left = Math.max(0, Math.ceil((expiresAt - Date.now()) / 1000));
+    countdown.textContent = pad(Math.floor(left / 60)) + ':' + pad(left % 60);
+    countdown.classList.toggle('countdown--low', left <= LOW_SECONDS);
+    if (left === 0) {
+      stopCountdown();
+      expired = true;
+      if (!finished) show('expired');
+    }
+  }
+
+  // A final state: stop everything and show its section.
+  function finish(name) {
+    finished = true;
+    stopCountdown();
+    if (pollTimer !== null) clearTimeout(pollTimer);
+    show(name);
+  }
+
+  function apply(data) {
+    if (!data || typeof data.status !== 'string') return;
+    if (data.status === 'paid') {
+      finish('paid');
+      var heading = sections.paid && sections.paid.querySelector('h2');
+      if (heading) document.title = heading.textContent.trim() + ' · ' + document.title;
+    } else if (data.status === 'closed') {
+      finish('closed');
+    } else if (data.status === 'refunded') {
+      // Nothing to pay any more: the order page tells the whole story.
+      finish(null);
+      var link = sections.paid && sections.paid.querySelector('a');
+      if (link) window.location.href = link.href;
+    }
+  }
+
+  function schedule(ms) {
+    if (!finished) pollTimer = setTimeout(poll, ms);
+  }
+
+  function poll() {
+    pollTimer = null;
+    fetch(statusUrl, {
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: { Accept: 'application/json' }
+    })
+      .then(function (response) {
+        if (!response.ok) throw new Error('HTTP ' + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        apply(data);
+        // A payment made just before expiry can still arrive: keep asking, but slower.
+        schedule(expired ? BACKOFF_MS : POLL_MS);
+      })
+      .catch(function () {
+        schedule(BACKOFF_MS);
+      });
+  }
+
+  if (countdown && !isNaN(expiresAt)) {
+    tick();
+    if (!expired) tickTimer = setInterval(tick, 1000);
+  }
+  if (statusUrl && window.fetch) schedule(POLL_MS);
+})();

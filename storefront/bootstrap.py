@@ -1,0 +1,151 @@
+"""Instance initialisation: secret key, demo credentials, tables and the demo catalog.
+
+Idempotent and safe when several workers start at once (an exclusive file lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import string
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from flask import Flask
+from sqlalchemy import select
+
+from .extensions import db
+from .models import Product
+from .wechatpay import keys
+
+# The simulator's demo merchant (the identities WeChat Pay's own docs use in examples).
+DEMO_MCHID = "1230000109"
+DEMO_APPID = "wxd678efh567hg6787"
+DEMO_MINIPROGRAM_APPID = "wx1234567890abcdef"
+
+# (sku, name, description, price in fen)
+DEMO_CATALOG = [
+    ("coffee-beans", "云南小粒咖啡豆 500g", "保山高海拔产区阿拉比卡，中深烘焙，坚果与可可风味。", 8800),
+    ("longjing-tea", "西湖龙井明前茶 250g", "狮峰山明前采摘，豆香清雅，罐装密封。", 26800),
+    ("porcelain-cup", "景德镇青花瓷茶杯", "手绘缠枝莲纹，容量 120ml，釉下彩不含铅。", 12900),
+    ("bamboo-basket", "手工竹编收纳篮", "安吉毛竹手工编织，透气耐用，适合收纳果蔬与杂物。", 5900),
+    ("silk-bookmark", "苏绣真丝书签", "苏州绣娘手工刺绣，桑蚕丝面料，附流苏。", 3900),
+    ("zisha-teapot", "宜兴紫砂壶", "原矿紫泥，容量 200ml，出水顺畅。", 39900),
+    ("canvas-tote", "纯棉印花帆布袋", "12 安加厚帆布，内置口袋，可机洗。", 4500),
+    ("wuchang-rice", "五常稻花香大米 5kg", "黑龙江五常产区当季新米，真空包装。", 9900),
+]
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    """Create a file only its owner can read, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def prepare(app: Flask) -> None:
+    """Make ``instance/`` exist and give the app a SECRET_KEY generated once into it."""
+    instance = _private_dir(Path(app.instance_path))
+    if app.config.get("SECRET_KEY"):
+        return
+    secret_file = instance / "secret_key"
+    with _locked(instance):
+        if not secret_file.exists():
+            _write_secret(secret_file, secrets.token_hex(32).encode())
+    app.config["SECRET_KEY"] = secret_file.read_text().strip()
+
+
+@contextmanager
+def _locked(instance: Path) -> Iterator[None]:
+    with open(instance / ".init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def initialise(app: Flask) -> None:
+    """Everything ``flask init`` does; a second run changes nothing."""
+    instance = Path(app.instance_path)
+    with _locked(instance):
+        if app.config["WECHATPAY_SANDBOX"]:
+            ensure_demo_credentials(instance)
+        with app.app_context():
+            db.create_all()
+            seed_catalog()
+
+
+def _random_text(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def ensure_demo_credentials(instance: Path) -> None:
+    """Write the demo merchant's and the simulator's keys, with WeChat's own file names."""
+    shop = _private_dir(instance / "wechatpay")
+    sandbox = _private_dir(instance / "sandbox")
+    credentials_file = shop / "credentials.json"
+    if credentials_file.exists():
+        return
+    merchant_key = keys.generate_private_key()
+    merchant_cert = keys.self_signed_certificate(merchant_key, f"{DEMO_MCHID} demo merchant")
+    platform_key = keys.generate_private_key()
+    public_key_id = "PUB_KEY_ID_" + "".join(secrets.choice(string.digits) for _ in range(34))
+    apiv3_key = _random_text(32)
+    merchant_serial = keys.certificate_serial(merchant_cert)
+
+    # The simulator's side: what WeChat Pay would know about this merchant.
+    _write_secret(sandbox / "wechatpay_private_key.pem", keys.private_key_pem(platform_key))
+    _write_secret(sandbox / "merchant_apiclient_cert.pem", merchant_cert)
+    _write_secret(
+        sandbox / "merchant.json",
+        json.dumps(
+            {
+                "mchid": DEMO_MCHID,
+                "appids": [DEMO_APPID, DEMO_MINIPROGRAM_APPID],
+                "merchant_serial": merchant_serial,
+                "public_key_id": public_key_id,
+                "apiv3_key": apiv3_key,
+            },
+            indent=2,
+        ).encode(),
+    )
+    # The merchant's side, as downloaded from the merchant console.
+    _write_secret(shop / "apiclient_key.pem", keys.private_key_pem(merchant_key))
+    _write_secret(shop / "apiclient_cert.pem", merchant_cert)
+    _write_secret(shop / "pub_key.pem", keys.public_key_pem(platform_key.public_key()))
+    # Written last: its presence means the set is complete.
+    _write_secret(
+        credentials_file,
+        json.dumps(
+            {
+                "mchid": DEMO_MCHID,
+                "appid": DEMO_APPID,
+                "miniprogram_appid": DEMO_MINIPROGRAM_APPID,
+                "merchant_serial": merchant_serial,
+                "public_key_id": public_key_id,
+                "apiv3_key": apiv3_key,
+            },
+            indent=2,
+        ).encode(),
+    )
+
+
+def seed_catalog() -> None:
+    """Insert the demo products that are missing, by SKU."""
+    existing = set(db.session.scalars(select(Product.sku)))
+    for sku, name, description, price in DEMO_CATALOG:
+        if sku not in existing:
+            db.session.add(
+                Product(sku=sku, name=name, description=description, price_total=price,
+                        image=f"img/products/{sku}.png")
+            )
+    db.session.commit()

@@ -1,0 +1,2 @@
+from .views import bp
+__all__ = ["bp"]

@@ -1,0 +1,386 @@
+"""The WeChat Pay side: merchant authentication, transactions, signed answers, notifications.
+
+Follows the wire protocol of ``api.mch.weixin.qq.com`` (API v3) for the calls the shop uses;
+the rules and error codes are those of the protocol reference, §3.4, §7 and §9.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import string
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import utcnow
+from ..wechatpay import aead, keys
+from ..wechatpay.client import json_body
+from ..wechatpay.errors import SignatureError
+from ..wechatpay.signing import parse_authorization, request_message, sign_response
+from ..wechatpay.times import format_time, parse_time
+from ..wechatpay.verify import MAX_SKEW_SECONDS, verify_signature
+from .models import SandboxNotification, SandboxTransaction
+
+OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_*|-]{6,32}$")
+CODE_URL_LIFETIME = timedelta(hours=2)
+DEFAULT_EXPIRY = timedelta(days=7)
+MIN_EXPIRY = timedelta(minutes=1)
+MAX_EXPIRY = timedelta(days=90)
+# WeChat Pay's notification retry gaps (seconds): 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
+RETRY_INTERVALS_SECONDS = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
+FAILURE_RESULTS = {"PAYERROR", "NOTENOUGH", "CANCEL"}
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+
+
+class ApiFailure(Exception):
+    """An answer WeChat Pay gives in ``{"code","message","detail"}`` form."""
+
+    def __init__(self, status: int, code: str, message: str, detail: dict | None = None) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status, self.code, self.message, self.detail = status, code, message, detail
+
+    def body(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail:
+            data["detail"] = self.detail
+        return data
+
+
+def param_error(field: str, issue: str, value: Any = None, location: str = "body") -> ApiFailure:
+    detail: dict[str, Any] = {"field": field, "issue": issue, "location": location}
+    if value is not None:
+        detail["value"] = value
+    return ApiFailure(400, "PARAM_ERROR", "参数错误", detail)
+
+
+@dataclass(frozen=True)
+class Merchant:
+    mchid: str
+    appids: tuple[str, ...]
+    merchant_serial: str
+    public_key_id: str
+    name: str
+
+
+class Platform:
+    """The simulator's keys and merchant registry; built once per app (``app.extensions``)."""
+
+    def __init__(self, instance: Path, merchant_name: str, time_scale: float = 1.0) -> None:
+        folder = instance / "sandbox"
+        config = json.loads((folder / "merchant.json").read_text())
+        self.merchant = Merchant(
+            mchid=config["mchid"],
+            appids=tuple(config["appids"]),
+            merchant_serial=config["merchant_serial"],
+            public_key_id=config["public_key_id"],
+            name=merchant_name,
+        )
+        self.merchant_public_key = keys.load_public_key((folder / "merchant_apiclient_cert.pem").read_bytes())
+        self.private_key = keys.load_private_key((folder / "wechatpay_private_key.pem").read_bytes())
+        self.aes = aead.cipher(config["apiv3_key"])
+        self.time_scale = time_scale
+
+    # -- the wire ----------------------------------------------------------------------------
+
+    def authenticate(self, method: str, canonical_url: str, headers, body: bytes) -> Merchant:
+        """Check the merchant's request as WeChat Pay does. :raise ApiFailure:"""
+        if not headers.get("Accept") or not headers.get("User-Agent"):
+            raise ApiFailure(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent")
+        try:
+            auth = parse_authorization(headers.get("Authorization"))
+        except SignatureError as exc:
+            raise ApiFailure(401, "SIGN_ERROR", "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》",
+                             {"field": "authorization", "location": "header", "issue": str(exc)}) from None
+        if auth["mchid"] != self.merchant.mchid:
+            raise ApiFailure(400, "MCH_NOT_EXISTS", "商户号不存在")
+        if not keys.same_serial(auth["serial_no"], self.merchant.merchant_serial):
+            raise ApiFailure(401, "SIGN_ERROR", "商户证书序列号有误。请使用签名私钥匹配的证书序列号",
+                             {"field": "serial_no", "location": "authorization", "issue": "serial_no not found"})
+        try:
+            skew = abs(time.time() - int(auth["timestamp"]))
+        except ValueError:
+            skew = MAX_SKEW_SECONDS + 1
+        if skew > MAX_SKEW_SECONDS:
+            raise ApiFailure(401, "SIGN_ERROR", "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟")
+        wanted_serial = headers.get("Wechatpay-Serial")
+        if wanted_serial and wanted_serial != self.merchant.public_key_id:
+            raise ApiFailure(400, "INVALID_REQUEST", "Wechatpay-Serial 无效，请使用微信支付公钥ID或有效的平台证书序列号")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiFailure(400, "PARAM_ERROR", "请求体须为UTF-8编码") from None
+        message = request_message(method, canonical_url, auth["timestamp"], auth["nonce_str"], text)
+        try:
+            verify_signature(self.merchant_public_key, message, auth["signature"])
+        except SignatureError:
+            raise ApiFailure(401, "SIGN_ERROR", "错误的签名，验签失败", {
+                "field": "signature", "location": "authorization", "detail": {"issue": "sign not match"},
+                "sign_information": {
+                    "method": method, "url": canonical_url, "sign_message_length": len(message.encode()),
+                    "truncated_sign_message": message[:100],
+                },
+            }) from None
+        if any(ord(ch) > 0xFFFF for ch in text):
+            raise ApiFailure(400, "PARAM_ERROR", "请求参数中包含4字节UTF-8字符（如emoji），请删除后重试")
+        return self.merchant
+
+    def signed(self, status: int, data: dict[str, Any] | None) -> tuple[bytes, int, dict[str, str]]:
+        """Body, status and headers of a signed answer (errors are signed too: harmless, faithful)."""
+        body = json_body(data).encode("utf-8") if data is not None else b""
+        headers = sign_response(self.private_key, self.merchant.public_key_id, body)
+        headers["Request-ID"] = str(uuid.uuid4())
+        if data is not None:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        return body, status, headers
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def create_native(self, merchant: Merchant, data: Any, public_base: str) -> dict[str, str]:
+        """``POST /v3/pay/transactions/native``: answer ``{"code_url"}``."""
+        fields = self._validate_order(merchant, data)
+        txn = self._create_or_resubmit(merchant, "NATIVE", fields)
+        return {"code_url": f"{public_base}/sandbox/wxpay/bizpayurl?pr={txn.pay_token}"}
+
+    def _validate_order(self, merchant: Merchant, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ApiFailure(400, "PARAM_ERROR", "请求体不是合法的JSON对象")
+        for name in ("appid", "mchid", "description", "out_trade_no", "notify_url"):
+            value = data.get(name)
+            if not isinstance(value, str) or not value:
+                raise param_error(f"/{name}", "缺少必填参数或类型错误")
+        if data["mchid"] != merchant.mchid:
+            raise param_error("/mchid", "与Authorization中的商户号不一致", data["mchid"])
+        if data["appid"] not in merchant.appids:
+            raise ApiFailure(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
+        if len(data["description"]) > 127:
+            raise param_error("/description", "长度不能超过127个字符")
+        if not OUT_TRADE_NO.match(data["out_trade_no"]):
+            raise param_error("/out_trade_no", "须为6-32位数字、大小写字母、_-|*", data["out_trade_no"])
+        notify = data["notify_url"]
+        if len(notify) > 255 or "?" in notify or not notify.startswith(("https://", "http://")):
+            raise param_error("/notify_url", "须为不带参数的https地址（模拟器允许http）", notify)
+        amount = data.get("amount")
+        total = amount.get("total") if isinstance(amount, dict) else None
+        if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+            raise param_error("/amount/total", "须为大于0的整数（单位：分）", total)
+        currency = amount.get("currency", "CNY")
+        if currency != "CNY":
+            raise param_error("/amount/currency", "Currency code is invalid", currency)
+        attach = data.get("attach")
+        if attach is not None and (not isinstance(attach, str) or len(attach) > 128):
+            raise param_error("/attach", "须为不超过128个字符的字符串")
+        now = utcnow()
+        time_expire_text = data.get("time_expire")
+        if time_expire_text is None:
+            expire = now + DEFAULT_EXPIRY
+        else:
+            try:
+                moment = parse_time(str(time_expire_text))
+            except ValueError:
+                raise param_error("/time_expire", "须为RFC3339格式，如2018-06-08T10:34:56+08:00", time_expire_text) from None
+            expire = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            expire = min(max(expire, now + MIN_EXPIRY), now + MAX_EXPIRY)  # WeChat clamps, it does not refuse
+        fingerprint = json.dumps({k: data.get(k) for k in sorted(data)}, sort_keys=True, ensure_ascii=False)
+        return {
+            "appid": data["appid"], "out_trade_no": data["out_trade_no"], "description": data["description"],
+            "notify_url": notify, "amount_total": total, "attach": attach, "time_expire": expire,
+            "fingerprint": fingerprint,
+        }
+
+    def _create_or_resubmit(self, merchant: Merchant, trade_type: str, fields: dict[str, Any]) -> SandboxTransaction:
+        existing = self.find(merchant.mchid, fields["out_trade_no"])
+        if existing is not None:
+            return self._resubmit(existing, trade_type, fields)
+        now = utcnow()
+        txn = SandboxTransaction(
+            mchid=merchant.mchid, trade_type=trade_type, created_at=now,
+            code_expires_at=now + CODE_URL_LIFETIME, trade_state="NOTPAY",
+            pay_token="".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10)),
+            appid=fields["appid"], out_trade_no=fields["out_trade_no"], description=fields["description"],
+            notify_url=fields["notify_url"], amount_total=fields["amount_total"], attach=fields["attach"],
+            time_expire=fields["time_expire"], fingerprint=fields["fingerprint"],
+        )
+        db.session.add(txn)
+        try:
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            existing = self.find(merchant.mchid, fields["out_trade_no"])
+            if existing is None:
+                raise
+            return self._resubmit(existing, trade_type, fields)
+        return txn
+
+    def _resubmit(self, txn: SandboxTransaction, trade_type: str, fields: dict[str, Any]) -> SandboxTransaction:
+        # Same parameters again: the current URL; anything changed: "201 商户订单号重复".
+        if txn.trade_state in ("SUCCESS", "REFUND"):
+            raise ApiFailure(400, "ORDERPAID", "该订单已支付")
+        if txn.trade_state == "CLOSED" or self.expired(txn):
+            raise ApiFailure(400, "ORDER_CLOSED", "订单已关闭")
+        if txn.trade_type != trade_type or txn.fingerprint != fields["fingerprint"]:
+            raise ApiFailure(400, "INVALID_REQUEST", "201 商户订单号重复")
+        return txn
+
+    def find(self, mchid: str, out_trade_no: str) -> SandboxTransaction | None:
+        return db.session.scalar(
+            select(SandboxTransaction).where(
+                SandboxTransaction.mchid == mchid, SandboxTransaction.out_trade_no == out_trade_no
+            )
+        )
+
+    def expired(self, txn: SandboxTransaction, now: datetime | None = None) -> bool:
+        """Past ``time_expire`` or the 2-hour code_url lifetime: no longer payable."""
+        now = now or utcnow()
+        return now >= txn.time_expire or now >= txn.code_expires_at
+
+    def query(self, merchant: Merchant, out_trade_no: str) -> dict[str, Any]:
+        """The transaction object of ``GET …/out-trade-no/{no}``. :raise ApiFailure: 404."""
+        txn = self.find(merchant.mchid, out_trade_no)
+        if txn is None:
+            raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+        return self.describe(txn)
+
+    def describe(self, txn: SandboxTransaction) -> dict[str, Any]:
+        states = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭", "REFUND": "订单发生过退款"}
+        data: dict[str, Any] = {
+            "appid": txn.appid, "mchid": txn.mchid, "out_trade_no": txn.out_trade_no,
+            "trade_state": txn.trade_state, "trade_state_desc": states.get(txn.trade_state, txn.trade_state),
+            "amount": {"total": txn.amount_total, "currency": "CNY", "payer_currency": "CNY"},
+        }
+        if txn.trade_state in ("SUCCESS", "REFUND"):
+            data.update({
+                "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "bank_type": txn.bank_type,
+                "attach": txn.attach or "", "success_time": format_time(txn.success_time),
+                "payer": {"openid": txn.payer_openid},
+            })
+            data["amount"]["payer_total"] = txn.amount_total
+        return data
+
+    def close(self, merchant: Merchant, out_trade_no: str, data: Any) -> None:
+        """``POST …/close``. :raise ApiFailure: ORDERPAID, ORDER_NOT_EXIST, PARAM_ERROR."""
+        if not isinstance(data, dict) or data.get("mchid") != merchant.mchid:
+            raise param_error("/mchid", "缺少mchid或与Authorization中的商户号不一致")
+        txn = self.find(merchant.mchid, out_trade_no)
+        if txn is None:
+            raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+        db.session.execute(
+            update(SandboxTransaction)
+            .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
+            .values(trade_state="CLOSED")
+        )
+        db.session.commit()
+        db.session.refresh(txn)
+        if txn.trade_state in ("SUCCESS", "REFUND"):
+            raise ApiFailure(400, "ORDERPAID", "订单已支付")
+        # Closing an already-closed order answers 204 again, as the real API does.
+
+    # -- the payer ---------------------------------------------------------------------------
+
+    def openid(self, appid: str) -> str:
+        """The demo payer's openid under ``appid``: stable, different per appid, as WeChat's are."""
+        digest = hashlib.sha256(f"{self.merchant.public_key_id}:{appid}".encode()).hexdigest()
+        return "o" + digest[:27]
+
+    def pay(self, txn: SandboxTransaction, result: str = "SUCCESS") -> tuple[bool, str]:
+        """The payer confirms (or fails) in the WeChat app. Returns (paid, reason)."""
+        if txn.trade_state in ("SUCCESS", "REFUND"):
+            return False, "ORDERPAID"
+        if txn.trade_state == "CLOSED":
+            return False, "ORDER_CLOSED"
+        now = utcnow()
+        if self.expired(txn, now):
+            return False, "ORDER_EXPIRED"
+        if result != "SUCCESS":
+            # The payer's attempt failed (cancelled, balance, bank): the order stays payable.
+            db.session.execute(
+                update(SandboxTransaction).where(SandboxTransaction.id == txn.id).values(last_payer_result=result)
+            )
+            db.session.commit()
+            return False, result
+        transaction_id = "4200" + now.strftime("%Y%m%d") + "".join(secrets.choice(string.digits) for _ in range(16))
+        won = db.session.execute(
+            update(SandboxTransaction)
+            .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY",
+                   SandboxTransaction.time_expire > now, SandboxTransaction.code_expires_at > now)
+            .values(trade_state="SUCCESS", transaction_id=transaction_id, success_time=now.replace(microsecond=0),
+                    bank_type="OTHERS", payer_openid=self.openid(txn.appid), last_payer_result="SUCCESS")
+        ).rowcount == 1
+        db.session.commit()
+        db.session.refresh(txn)
+        return (True, "SUCCESS") if won else (False, "ORDERPAID" if txn.trade_state == "SUCCESS" else "ORDER_CLOSED")
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def payment_notification_body(self, txn: SandboxTransaction) -> tuple[str, str]:
+        """(event id, outer JSON) of a TRANSACTION.SUCCESS notification, resource encrypted."""
+        resource = json_body({
+            "mchid": txn.mchid, "appid": txn.appid, "out_trade_no": txn.out_trade_no,
+            "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "trade_state": "SUCCESS",
+            "trade_state_desc": "支付成功", "bank_type": txn.bank_type, "attach": txn.attach or "",
+            "success_time": format_time(txn.success_time), "payer": {"openid": txn.payer_openid},
+            "amount": {"total": txn.amount_total, "payer_total": txn.amount_total,
+                       "currency": "CNY", "payer_currency": "CNY"},
+        })
+        nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
+        event_id = str(uuid.uuid4())
+        outer = {
+            "id": event_id, "create_time": format_time(utcnow()), "resource_type": "encrypt-resource",
+            "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+            "resource": {
+                "original_type": "transaction", "algorithm": aead.ALGORITHM,
+                "ciphertext": aead.encrypt(self.aes, nonce, resource.encode("utf-8"), "transaction"),
+                "associated_data": "transaction", "nonce": nonce,
+            },
+        }
+        return event_id, json_body(outer)
+
+    def enqueue_payment_notification(self, txn: SandboxTransaction, shape: str = "normal") -> list[int]:
+        """Store the notification(s) for a payment, shaped by test control. Returns their row ids.
+
+        ``normal``; ``drop`` (stored, never sent); ``delay:SECONDS``; ``duplicate:N`` (N at once).
+        """
+        kind, _, argument = shape.partition(":")
+        copies, delay, state = 1, 0.0, "pending"
+        if kind == "drop":
+            state = "dropped"
+        elif kind == "delay":
+            delay = float(argument)
+        elif kind == "duplicate":
+            copies = int(argument)
+        elif kind != "normal":
+            raise ValueError(shape)
+        event_id, body = self.payment_notification_body(txn)
+        due = utcnow() + timedelta(seconds=delay)
+        rows = [
+            SandboxNotification(
+                event_id=event_id, out_trade_no=txn.out_trade_no, event_type="TRANSACTION.SUCCESS",
+                notify_url=txn.notify_url, body=body, state=state,
+                next_attempt_at=due if state == "pending" else None,
+            )
+            for _ in range(copies)
+        ]
+        db.session.add_all(rows)
+        db.session.commit()
+        return [row.id for row in rows]
+
+    def retry_gap(self, attempts_done: int) -> timedelta | None:
+        """Time to the next delivery after ``attempts_done`` failures; None once the schedule is over."""
+        if attempts_done > len(RETRY_INTERVALS_SECONDS):
+            return None
+        return timedelta(seconds=RETRY_INTERVALS_SECONDS[attempts_done - 1] * self.time_scale)
+
+    def notification_headers(self, body: str) -> dict[str, str]:
+        """Fresh timestamp, nonce and signature for each delivery, so the 5-minute window holds."""
+        headers = sign_response(self.private_key, self.merchant.public_key_id, body.encode("utf-8"))
+        headers["Content-Type"] = "application/json"
+        headers["Request-ID"] = str(uuid.uuid4())
+        return headers

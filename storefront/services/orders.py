@@ -1,0 +1,285 @@
+"""The order state machine: the one place that changes an order's or an attempt's status.
+
+Every transition is a single conditional UPDATE whose row count says who won, so duplicate
+notifications, active queries, jobs and several workers can race and still leave one state.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ShopError
+from ..extensions import db
+from ..i18n import _
+from ..models import (
+    OPEN_PAYMENT_STATUSES,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Product,
+    utcnow,
+)
+from ..wechatpay.times import BEIJING
+
+MAX_QUANTITY = 10
+
+# Every legal move of the order state machine, and nothing else.
+TRANSITIONS = {
+    (OrderStatus.PENDING, OrderStatus.PAID),
+    (OrderStatus.PENDING, OrderStatus.CLOSED),
+    (OrderStatus.PAID, OrderStatus.REFUNDED),
+    (OrderStatus.CLOSED, OrderStatus.PAID),  # paid at WeChat after we gave up: the money is real
+}
+
+
+class OrderError(ShopError):
+    pass
+
+
+class PaymentOutcome(enum.StrEnum):
+    APPLIED = "applied"  # this call marked the order paid
+    DUPLICATE = "duplicate"  # already applied before: nothing changed
+    LATE = "late"  # paid at WeChat after the shop closed the attempt or order: applied, flagged
+    DOUBLE = "double"  # the order was already paid through another attempt: flagged for refund
+
+
+def new_order_no() -> str:
+    """``SF`` + Beijing time + 6 random digits: sortable, readable on a phone call."""
+    local = datetime.now(BEIJING).strftime("%Y%m%d%H%M%S")
+    return f"SF{local}{secrets.randbelow(10**6):06d}"
+
+
+def create_order(owner: str, product_id: object, quantity: object) -> Order:
+    """A pending order at the database's price. :raise OrderError: bad product or quantity."""
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
+        raise OrderError("INVALID_QUANTITY", _("购买数量须为 1 到 %(n)s 之间的整数", n=MAX_QUANTITY))
+    if not isinstance(product_id, int) or isinstance(product_id, bool):
+        raise OrderError("PRODUCT_NOT_FOUND", _("商品不存在"), 404)
+    product = db.session.get(Product, product_id)
+    if product is None or not product.active:
+        raise OrderError("PRODUCT_NOT_FOUND", _("商品不存在"), 404)
+    order = Order(
+        order_no=new_order_no(),
+        owner=owner,
+        product_id=product.id,
+        product_name=product.name,
+        quantity=quantity,
+        unit_price=product.price_total,
+        amount_total=product.price_total * quantity,
+        status=OrderStatus.PENDING,
+    )
+    db.session.add(order)
+    db.session.flush()
+    _record(order.id, None, "", OrderStatus.PENDING, "shopper", _("下单"))
+    db.session.commit()
+    return order
+
+
+def owned_order(order_no: str, owner: str | None) -> Order:
+    """The order if this shopper owns it. :raise OrderError: 404 otherwise, never 403."""
+    order = db.session.scalar(select(Order).where(Order.order_no == order_no))
+    if order is None or owner is None or not secrets.compare_digest(order.owner, owner):
+        raise OrderError("ORDER_NOT_FOUND", _("订单不存在"), 404)
+    return order
+
+
+def _record(
+    order_id: int, payment_id: int | None, source: str, target: str, cause: str, note: str = "",
+    wechat_ref: str | None = None,
+) -> None:
+    db.session.add(
+        OrderEvent(order_id=order_id, payment_id=payment_id, from_status=source, to_status=target,
+                   cause=cause, note=note[:200], wechat_ref=wechat_ref)
+    )
+
+
+def _transition(order_id: int, source: OrderStatus, target: OrderStatus, **values: object) -> bool:
+    """Move one order from ``source`` to ``target``; False if another caller got there first."""
+    if (source, target) not in TRANSITIONS:
+        raise ValueError(f"illegal transition {source} -> {target}")
+    result = db.session.execute(
+        update(Order).where(Order.id == order_id, Order.status == source).values(status=target, **values)
+    )
+    return result.rowcount == 1
+
+
+def _move_payment(payment_id: int, sources: tuple[str, ...], target: PaymentStatus, **values: object) -> bool:
+    result = db.session.execute(
+        update(Payment).where(Payment.id == payment_id, Payment.status.in_(sources)).values(status=target, **values)
+    )
+    return result.rowcount == 1
+
+
+# -- payment attempts ----------------------------------------------------------------------
+
+
+def reusable_payment(order: Order, method: str, min_remaining_seconds: int = 30) -> Payment | None:
+    """The order's open attempt of this method that is still comfortably payable, if any."""
+    now = utcnow()
+    return db.session.scalar(
+        select(Payment)
+        .where(
+            Payment.order_id == order.id,
+            Payment.method == method,
+            Payment.status == PaymentStatus.NOTPAY,
+            Payment.expires_at > now + timedelta(seconds=min_remaining_seconds),
+        )
+        .order_by(Payment.id.desc())
+        .limit(1)
+    )
+
+
+def open_payments(order_id: int) -> list[Payment]:
+    return list(
+        db.session.scalars(
+            select(Payment).where(Payment.order_id == order_id, Payment.status.in_(OPEN_PAYMENT_STATUSES))
+        )
+    )
+
+
+def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int) -> Payment:
+    """Write a new attempt (status ``created``). The caller closes older ones at WeChat first.
+
+    :raise OrderError: order not payable, or too many attempts.
+    """
+    if order.status == OrderStatus.PAID:
+        raise OrderError("ORDERPAID", _("订单已支付"), 409)
+    if order.status != OrderStatus.PENDING:
+        raise OrderError("ORDER_CLOSED", _("订单已关闭，请重新下单"), 409)
+    count = db.session.scalar(select(func.count()).where(Payment.order_id == order.id)) or 0
+    if count >= max_attempts:
+        raise OrderError("TOO_MANY_ATTEMPTS", _("支付尝试次数过多，请重新下单"), 409)
+    payment = Payment(
+        order_id=order.id,
+        out_trade_no=f"{order.order_no}P{count + 1:02d}",
+        method=method,
+        status=PaymentStatus.CREATED,
+        amount_total=order.amount_total,
+        expires_at=utcnow().replace(microsecond=0) + timedelta(seconds=ttl_seconds),
+    )
+    db.session.add(payment)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Another request started an attempt with the same number at the same moment.
+        db.session.rollback()
+        raise OrderError("PAYMENT_IN_PROGRESS", _("正在创建支付，请稍候刷新"), 409) from None
+    return payment
+
+
+def payment_issued(payment_id: int, code_url: str | None) -> bool:
+    """WeChat Pay accepted the attempt: it is now payable."""
+    changed = _move_payment(payment_id, (PaymentStatus.CREATED,), PaymentStatus.NOTPAY, code_url=code_url)
+    db.session.commit()
+    return changed
+
+
+def payment_failed(payment_id: int) -> bool:
+    """WeChat Pay refused to create the attempt."""
+    changed = _move_payment(payment_id, (PaymentStatus.CREATED,), PaymentStatus.FAILED)
+    db.session.commit()
+    return changed
+
+
+def apply_payment(
+    out_trade_no: str,
+    *,
+    transaction_id: str,
+    amount_total: int | None,
+    paid_at: datetime,
+    cause: str,
+    wechat_ref: str | None = None,
+) -> PaymentOutcome:
+    """Apply a payment WeChat Pay reported (notification or query). Race-safe and idempotent.
+
+    :raise OrderError: unknown ``out_trade_no`` (404) or an amount that is not the attempt's (400);
+        in both cases nothing changes.
+    """
+    payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
+    if payment is None:
+        raise OrderError("ORDER_NOT_EXIST", f"unknown out_trade_no {out_trade_no}", 404)
+    if amount_total != payment.amount_total:
+        raise OrderError(
+            "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
+        )
+    values = {"transaction_id": transaction_id, "paid_at": paid_at}
+    late = False
+    if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
+        # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.
+        if not _move_payment(payment.id, (PaymentStatus.CLOSED, PaymentStatus.FAILED), PaymentStatus.PAID, **values):
+            db.session.rollback()
+            return PaymentOutcome.DUPLICATE
+        late = True
+    order_id = payment.order_id
+    ref = wechat_ref or transaction_id
+    if _transition(order_id, OrderStatus.PENDING, OrderStatus.PAID, paid_at=paid_at, needs_review=late):
+        note = _("微信支付确认收款") if not late else _("已关闭的支付尝试被支付，已标记复核")
+        _record(order_id, payment.id, OrderStatus.PENDING, OrderStatus.PAID, cause, note, ref)
+        outcome = PaymentOutcome.LATE if late else PaymentOutcome.APPLIED
+    elif _transition(order_id, OrderStatus.CLOSED, OrderStatus.PAID, paid_at=paid_at, needs_review=True):
+        _record(order_id, payment.id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
+                _("订单关闭后收到付款，已标记复核"), ref)
+        outcome = PaymentOutcome.LATE
+    else:
+        # Already paid through another attempt: a double payment, to be refunded.
+        db.session.execute(update(Order).where(Order.id == order_id).values(needs_review=True))
+        status = db.session.scalar(select(Order.status).where(Order.id == order_id))
+        _record(order_id, payment.id, status, status, cause,
+                _("重复支付：该订单已通过另一笔支付完成，需退款"), ref)
+        outcome = PaymentOutcome.DOUBLE
+    db.session.commit()
+    return outcome
+
+
+def close_payment(payment_id: int, cause: str, note: str = "") -> bool:
+    """Mark an attempt closed, after WeChat Pay closed it. True the first time only."""
+    payment = db.session.get(Payment, payment_id)
+    changed = _move_payment(payment_id, OPEN_PAYMENT_STATUSES, PaymentStatus.CLOSED)
+    if changed and payment is not None:
+        _record(payment.order_id, payment_id, "", "", cause, note or _("支付尝试已关闭：%(no)s", no=payment.out_trade_no))
+    db.session.commit()
+    return changed
+
+
+def close_order_if_unpaid(order_id: int, cause: str, note: str = "") -> bool:
+    """Close a pending order that has no open attempt left. True the first time only."""
+    open_attempt = exists().where(Payment.order_id == order_id, Payment.status.in_(OPEN_PAYMENT_STATUSES))
+    result = db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.status == OrderStatus.PENDING, ~open_attempt)
+        .values(status=OrderStatus.CLOSED, closed_at=utcnow())
+    )
+    changed = result.rowcount == 1
+    if changed:
+        _record(order_id, None, OrderStatus.PENDING, OrderStatus.CLOSED, cause, note or _("订单已关闭"))
+    db.session.commit()
+    return changed
+
+
+def claim_query(payment_id: int, interval_seconds: int) -> bool:
+    """Claim the right to query this attempt now; at most once per interval across workers."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Payment)
+        .where(
+            Payment.id == payment_id,
+            (Payment.last_queried_at.is_(None)) | (Payment.last_queried_at <= now - timedelta(seconds=interval_seconds)),
+        )
+        .values(last_queried_at=now)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def to_utc_naive(moment: datetime) -> datetime:
+    """WeChat's aware times to the naive UTC the tables hold."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)

@@ -1,0 +1,160 @@
+"""Shared fixtures: a fresh app per test, and the app as a real server on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from storefront import bootstrap, create_app
+from storefront.extensions import db
+
+VECTORS = Path(__file__).parent / "vectors"
+# A PostgreSQL URL here runs the shop's tables on PostgreSQL (the simulator keeps SQLite).
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def instance_template(tmp_path_factory) -> Path:
+    """Demo credentials generated once per run (RSA key generation is slow), copied per test."""
+    folder = tmp_path_factory.mktemp("instance-template")
+    bootstrap.ensure_demo_credentials(folder)
+    return folder
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture
+def make_app(tmp_path, instance_template):
+    """Build an app over a copy of the template instance; extra config per call."""
+    apps = []
+
+    def factory(**config):
+        instance = tmp_path / f"instance{len(apps)}"
+        shutil.copytree(instance_template, instance)
+        settings = {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SANDBOX_NOTIFIER": False,
+            "SANDBOX_TIME_SCALE": 0.01,
+            "WECHATPAY_SANDBOX": True,
+            "AUTO_INIT": False,
+        }
+        if TEST_DATABASE_URL:
+            _reset_postgres(TEST_DATABASE_URL)
+            settings["SQLALCHEMY_DATABASE_URI"] = TEST_DATABASE_URL
+        settings.update(config)
+        app = create_app(settings, instance_path=str(instance))
+        bootstrap.initialise(app)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        state = app.extensions.get("sandbox")
+        if state is not None:
+            state.stop()
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class LiveServer:
+    """The app served by a real threaded WSGI server on 127.0.0.1, in a background thread."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        app.config["PORT"] = self.port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(make_app):
+    """Shop and simulator on one real loopback server, delivering notifications for real."""
+    server = LiveServer(make_app(SANDBOX_NOTIFIER=True))
+    yield server
+    server.stop()
+
+
+class Shopper:
+    """A shopper's browser session against a live server, through the JSON API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = requests.Session()
+
+    def buy(self, product_id: int = 1, quantity: int = 1) -> dict:
+        answer = self.http.post(f"{self.base_url}/api/orders", json={"product_id": product_id, "quantity": quantity},
+                                timeout=10)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def start_native(self, order_no: str) -> dict:
+        answer = self.http.post(f"{self.base_url}/api/orders/{order_no}/payments", json={"method": "native"},
+                                timeout=10)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def order(self, order_no: str) -> dict:
+        answer = self.http.get(f"{self.base_url}/api/orders/{order_no}", timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def pay_in_simulator(self, out_trade_no: str, **options) -> requests.Response:
+        return requests.post(f"{self.base_url}/sandbox/control/pay",
+                             json={"out_trade_no": out_trade_no, "result": "SUCCESS", **options}, timeout=10)
+
+    def notifications(self, out_trade_no: str) -> list[dict]:
+        answer = requests.get(f"{self.base_url}/sandbox/control/notifications",
+                              params={"out_trade_no": out_trade_no}, timeout=10)
+        return answer.json()["notifications"]
+
+
+@pytest.fixture
+def shopper(live_server) -> Shopper:
+    return Shopper(live_server.url)
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,5 @@
+"""Entry point: ``gunicorn wsgi:app`` and ``flask --app wsgi ...``."""
+
+from storefront import create_app
+
+app = create_app()
