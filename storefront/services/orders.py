@@ -243,7 +243,10 @@ def close_payment(payment_id: int, cause: str, note: str = "") -> bool:
     payment = db.session.get(Payment, payment_id)
     changed = _move_payment(payment_id, OPEN_PAYMENT_STATUSES, PaymentStatus.CLOSED)
     if changed and payment is not None:
-        _record(payment.order_id, payment_id, "", "", cause, note or _("支付尝试已关闭：%(no)s", no=payment.out_trade_no))
+        # The order itself does not move: the event says which attempt ended.
+        status = db.session.scalar(select(Order.status).where(Order.id == payment.order_id)) or ""
+        _record(payment.order_id, payment_id, status, status, cause,
+                note or _("支付尝试已关闭：%(no)s", no=payment.out_trade_no))
     db.session.commit()
     return changed
 
