@@ -136,6 +136,7 @@ class Client:
             answer = self._session.request(
                 method, url, data=text.encode("utf-8") if body is not None else None,
                 headers=headers, timeout=self.timeout,
+                allow_redirects=False,  # a redirect would resend the signed request elsewhere
             )
         except requests.RequestException as exc:
             exchange.error = f"transport: {exc.__class__.__name__}"

@@ -101,6 +101,8 @@ def parse_notification(
     verification = verifier.verify(headers, body, now=now)
     try:
         outer = json.loads(body)
+        if outer.get("resource_type") != "encrypt-resource":
+            raise NotificationError(f"unsupported resource_type {outer.get('resource_type')!r}")
         resource = outer["resource"]
         if resource.get("algorithm") != aead.ALGORITHM:
             raise NotificationError(f"unsupported algorithm {resource.get('algorithm')!r}")

@@ -92,6 +92,8 @@ class Verifier:
         if public_key is None:
             raise SignatureError(f"unknown Wechatpay-Serial {serial}")
         timestamp = values["Wechatpay-Timestamp"]
+        if not timestamp.isascii() or not timestamp.isdigit():
+            raise SignatureError("Wechatpay-Timestamp is not a number")
         try:
             skew = abs((time.time() if now is None else now) - int(timestamp))
         except ValueError:
