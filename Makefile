@@ -21,7 +21,7 @@ init: $(VENV)/.runtime
 	$(PY) -m flask --app wsgi init
 
 run: init
-	PORT=$(PORT) $(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT) --with-threads --no-reload --no-debugger
+	PORT=$(PORT) SCHEDULER_INTERVAL_SECONDS=60 $(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT) --with-threads --no-reload --no-debugger
 
 test: $(VENV)/.dev init
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -6,11 +6,14 @@
   var POLL_MS = 1500;      // normal polling interval
   var BACKOFF_MS = 5000;   // after a failed request, and once the QR code has expired
   var LOW_SECONDS = 60;    // the countdown turns red below this
+  var MAX_AUTO_RENEWALS = 3;  // then the shopper is probably away: wait for a click
 
   var root = document.querySelector('[data-status-url]');
   if (!root) return;
 
   var statusUrl = root.getAttribute('data-status-url');
+  var renewUrl = root.getAttribute('data-renew-url');
+  var renewals = 0;
   var qrBlock = document.getElementById('qr-block');
   var countdown = document.getElementById('countdown');
   var sections = {
@@ -53,8 +56,57 @@
     if (left === 0) {
       stopCountdown();
       expired = true;
-      if (!finished) show('expired');
+      if (!finished) {
+        show('expired');
+        renew();
+      }
     }
+  }
+
+  // An expired QR code renews itself: the server closes the old attempt at WeChat Pay first
+  // (a payer who was faster makes it answer ORDERPAID), then issues a new code_url.
+  function renew() {
+    if (!renewUrl || !window.fetch || renewals >= MAX_AUTO_RENEWALS) return;
+    renewals += 1;
+    var note = document.getElementById('renewing');
+    if (note) note.hidden = false;
+    fetch(renewUrl, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ method: 'native' })
+    })
+      .then(function (response) {
+        return response.json().then(function (data) { return { ok: response.ok, data: data }; });
+      })
+      .then(function (answer) {
+        if (note) note.hidden = true;
+        if (answer.ok) {
+          useAttempt(answer.data);
+        } else {
+          // ORDERPAID or closed: the status endpoint says which, at once.
+          if (pollTimer !== null) clearTimeout(pollTimer);
+          poll();
+        }
+      })
+      .catch(function () {
+        if (note) note.hidden = true;  // the 刷新二维码 button stays as the way out
+      });
+  }
+
+  function useAttempt(data) {
+    var qr = document.getElementById('qr');
+    var number = document.getElementById('out-trade-no');
+    var scanLink = document.getElementById('open-scan');
+    if (qr) qr.src = data.qr_image_url;
+    if (number) number.textContent = data.out_trade_no;
+    if (scanLink) scanLink.href = data.code_url;
+    expiresAt = Date.parse(data.expires_at);
+    countdown.setAttribute('data-expires-at', data.expires_at);
+    expired = false;
+    show(null);
+    tick();
+    if (!expired && tickTimer === null) tickTimer = setInterval(tick, 1000);
   }
 
   // A final state: stop everything and show its section.

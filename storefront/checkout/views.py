@@ -52,6 +52,7 @@ def _render_pay(found, payment):
         qr_image_url=url_for("checkout.qr_image", order_no=found.order_no, out_trade_no=payment.out_trade_no),
         status_url=url_for("api.order", order_no=found.order_no),
         renew_url=url_for("checkout.renew", order_no=found.order_no),
+        payments_url=url_for("api.create_payment", order_no=found.order_no),
         order_url=url_for("checkout.order", order_no=found.order_no),
     )
 

@@ -38,6 +38,7 @@ class SandboxTransaction(db.Model):
     pay_token: Mapped[str] = mapped_column(String(16), unique=True)  # the code_url's ``pr``
     fingerprint: Mapped[str] = mapped_column(Text)  # creation parameters, for re-submissions
     last_payer_result: Mapped[str | None] = mapped_column(String(32))
+    next_query_fault: Mapped[str | None] = mapped_column(String(16))  # test control: USERPAYING, SYSTEM_ERROR
 
     __table_args__ = (UniqueConstraint("mchid", "out_trade_no"),)
 

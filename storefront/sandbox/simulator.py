@@ -247,7 +247,36 @@ class Platform:
         txn = self.find(merchant.mchid, out_trade_no)
         if txn is None:
             raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
-        return self.describe(txn)
+        fault = self._take_query_fault(txn)
+        if fault == "SYSTEM_ERROR":
+            raise ApiFailure(500, "SYSTEM_ERROR", "系统错误")
+        data = self.describe(txn)
+        if fault == "USERPAYING" and txn.trade_state == "NOTPAY":
+            data.update(trade_state="USERPAYING", trade_state_desc="用户支付中（输入密码）")
+        return data
+
+    QUERY_FAULTS = ("USERPAYING", "SYSTEM_ERROR")
+
+    def set_query_fault(self, txn: SandboxTransaction, fault: str) -> None:
+        """Test control: the next query of this transaction answers ``fault`` once."""
+        if fault not in self.QUERY_FAULTS:
+            raise ValueError(fault)
+        db.session.execute(update(SandboxTransaction).where(SandboxTransaction.id == txn.id)
+                           .values(next_query_fault=fault))
+        db.session.commit()
+
+    def _take_query_fault(self, txn: SandboxTransaction) -> str | None:
+        # Taken with a conditional update, so exactly one query sees it even when several race.
+        fault = txn.next_query_fault
+        if fault is None:
+            return None
+        taken = db.session.execute(
+            update(SandboxTransaction)
+            .where(SandboxTransaction.id == txn.id, SandboxTransaction.next_query_fault == fault)
+            .values(next_query_fault=None)
+        ).rowcount == 1
+        db.session.commit()
+        return fault if taken else None
 
     def describe(self, txn: SandboxTransaction) -> dict[str, Any]:
         states = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭", "REFUND": "订单发生过退款"}

@@ -128,10 +128,11 @@ def _payer_acts(result: str):
         txn = _transaction_by_token(token)
     except ApiFailure as exc:
         return render_template("errors/error.html", status=404, code=exc.code, message=exc.message), 404
+    shape = request.form.get("notify", "normal")
     state = sandbox()
     paid, reason = state.platform.pay(txn, result)
     if paid:
-        state.platform.enqueue_payment_notification(txn)
+        state.platform.enqueue_payment_notification(txn, shape if _valid_shape(shape) else "normal")
         state.notify_soon()
     return redirect(url_for("sandbox.scan", pr=token, result=reason), code=303)
 
@@ -194,6 +195,20 @@ def _valid_shape(shape: object) -> bool:
     except ValueError:
         return False
     return False
+
+
+@bp.post("/control/query-fault")
+def control_query_fault():
+    """The next query of an attempt answers USERPAYING or SYSTEM_ERROR, once."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or data.get("fault") not in ("USERPAYING", "SYSTEM_ERROR"):
+        return _control_error(400, "PARAM_ERROR", "需要 {\"out_trade_no\", \"fault\": \"USERPAYING\" 或 \"SYSTEM_ERROR\"}")
+    platform = sandbox().platform
+    txn = platform.find(platform.merchant.mchid, str(data.get("out_trade_no")))
+    if txn is None:
+        return _control_error(404, "ORDER_NOT_EXIST", "订单不存在")
+    platform.set_query_fault(txn, data["fault"])
+    return {"out_trade_no": txn.out_trade_no, "next_query_fault": data["fault"]}
 
 
 @bp.get("/control/notifications")
