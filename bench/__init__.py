@@ -1,0 +1,34 @@
+"""Benchmarks of the storefront: ``python -m bench`` (``make bench``) prints a ratio report.
+
+Each line is a rate of ours measured against a baseline in the same run, so the ratio holds
+across machines while absolute rates do not:
+
+1. ``/notify/wechatpay`` (verify + decrypt + apply) against a bare Flask endpoint doing only the
+   single-row conditional UPDATE on a same-shaped table, same server setup and client load;
+2. Native payments created (a signed round trip to the embedded simulator) against orders created;
+3. our ``storefront.wechatpay`` sign / verify / decrypt against the ``wechatpayv3`` SDK's.
+4. ``close-expired`` over 10,000 expired attempts against bare close calls, and the checkout page's
+   latency with 100,000 orders in the database against 100 (``bench.lifecycle``).
+
+Kept light on purpose: the load generator runs in a spawned child process that imports this
+package, so nothing heavy (Flask, the app) is imported here. Use the submodules:
+``bench.env.Environment``, ``bench.scenarios``, ``bench.report``.
+"""
+
+DEFAULTS = {
+    "notify_requests": 400,
+    "notify_warmup": 40,
+    "threads": 8,
+    "shop_per_thread": 25,
+    "shop_warmup_per_thread": 2,
+    # Many short alternating rounds, best of each side: robust against a busy neighbour.
+    "rounds": 8,
+    "sign_loops": 150,
+    "verify_loops": 1500,
+    "decrypt_loops": 15000,
+    "parse_loops": 1000,
+    "latency_orders": 100_000,  # checkout page latency with this many orders, against 100
+    "latency_requests": 200,
+    "expired_attempts": 10_000,  # backlog close-expired drains in one run
+    "close_baseline_calls": 1_000,
+}

@@ -1,0 +1,46 @@
+"""The benchmark (``make bench``) runs end to end with tiny counts: every line has a positive rate,
+baseline and ratio. Timings are never asserted: this proves the harness works, not the speed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.env import Environment
+from bench.report import table
+from bench.scenarios import crypto_vs_sdk, notify_vs_bare, payments_vs_orders
+from conftest import TEST_DATABASE_URL, _reset_postgres
+
+
+@pytest.fixture
+def bench_env(tmp_path, instance_template):
+    if TEST_DATABASE_URL:
+        _reset_postgres(TEST_DATABASE_URL)
+    # The default client mode, as `make bench` runs it: the load generator in a spawned process.
+    with Environment(workdir=tmp_path, instance_template=instance_template, database_url=TEST_DATABASE_URL,
+                     client_mode="process") as env:
+        yield env
+
+
+def _assert_lines(lines, names):
+    assert [line.name for line in lines] == names
+    for line in lines:
+        assert line.ours > 0 and line.baseline > 0
+        assert math.isfinite(line.ratio) and line.ratio > 0
+        assert line.verdict in {"PASS", "BELOW", "info"}
+
+
+def test_bench_runs_every_part_with_tiny_counts(bench_env):
+    lines = notify_vs_bare(bench_env, requests=4, threads=2, warmup=1)
+    _assert_lines(lines, ["notifications handled"])
+    lines += payments_vs_orders(bench_env, per_thread=2, threads=2, warmup_per_thread=1)
+    _assert_lines(lines[1:], ["native payments created"])
+    crypto = crypto_vs_sdk(bench_env, rounds=2, sign_loops=2, verify_loops=2, decrypt_loops=2, parse_loops=2)
+    _assert_lines(crypto, ["sign (RSA-SHA256)", "verify (RSA-SHA256)", "decrypt (AES-256-GCM)",
+                           "decrypt, cipher per call", "notification verify+decrypt"])
+    lines += crypto
+    assert [line.aim for line in lines if line.aim is not None] == [0.7, 0.35, 1.0, 1.0, 1.0]
+    printed = table(lines)
+    for line in lines:
+        assert line.name in printed
