@@ -1,0 +1,86 @@
+"""The simulator's record of every API call, and its rate limit.
+
+What is kept is what crossed the wire plus the canonical string the signature was checked
+over: the Authorization header (a signature is not a secret), bodies, the answer and which key
+signed it. Nothing here ever holds the APIv3 key or a private key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import utcnow
+from ..wechatpay.errors import SignatureError
+from ..wechatpay.signing import parse_authorization, request_message
+from .models import SandboxApiCall
+from .simulator import ApiFailure, Merchant, Platform
+
+MAX_TEXT = 20000  # characters kept of a body; the console says when one was cut
+SHOWN_HEADERS = ("Authorization", "Accept", "Content-Type", "User-Agent", "Wechatpay-Serial")
+
+
+@dataclass
+class CallRecord:
+    """What the signed_api wrapper learns about one call while answering it."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    mchid: str | None = None
+    signed_message: str = ""
+    auth_ok: bool = False
+    auth_result: str = ""
+
+    @classmethod
+    def start(cls, method: str, path: str, headers: Mapping[str, str], body: bytes) -> CallRecord:
+        record = cls(method, path, headers, body)
+        try:
+            auth = parse_authorization(headers.get("Authorization"))
+        except SignatureError as exc:
+            record.auth_result = str(exc)
+            return record
+        record.mchid = auth["mchid"][:32]
+        text = body.decode("utf-8", "replace")
+        # The same five lines authenticate() rebuilds and verifies.
+        record.signed_message = request_message(method, path, auth["timestamp"], auth["nonce_str"], text)
+        return record
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n…(truncated)"
+
+
+def record(call: CallRecord, status: int, payload: bytes, headers: Mapping[str, str]) -> None:
+    """Store one call and its answer; its own transaction, after the view's."""
+    db.session.rollback()  # nothing half-done by a failed view may ride along
+    shown = {name: call.headers.get(name) for name in SHOWN_HEADERS if call.headers.get(name)}
+    db.session.add(SandboxApiCall(
+        method=call.method, path=call.path[:512], mchid=call.mchid,
+        wechatpay_serial=(call.headers.get("Wechatpay-Serial") or None),
+        auth_ok=call.auth_ok, auth_result=call.auth_result[:300], signed_message=_cut(call.signed_message),
+        request_headers=json.dumps(shown, ensure_ascii=False), request_body=_cut(call.body.decode("utf-8", "replace")),
+        status=status, response_body=_cut(payload.decode("utf-8", "replace")),
+        response_serial=headers.get("Wechatpay-Serial"), request_id=headers.get("Request-ID"),
+    ))
+    db.session.commit()
+
+
+def check_rate(platform: Platform, merchant: Merchant) -> None:
+    """429 FREQUENCY_LIMITED past the configured calls per second (when rate limits are on)."""
+    limit = int(platform.settings.get("rate_limit_per_second") or 0)
+    if limit <= 0:
+        return
+    recent = db.session.scalar(
+        select(func.count()).where(SandboxApiCall.mchid == merchant.mchid, SandboxApiCall.auth_ok.is_(True),
+                                   SandboxApiCall.status != 429,
+                                   SandboxApiCall.at > utcnow() - timedelta(seconds=1))
+    ) or 0
+    if recent >= limit:
+        raise ApiFailure(429, "FREQUENCY_LIMITED", "请求频率超过限制，请降低频率后重试")
