@@ -1,0 +1,54 @@
+// Flow inspector: polls the flow's JSON every second and redraws the record when it grows,
+// so a payment made in another tab appears step by step. Open steps stay open.
+(function () {
+  'use strict';
+
+  var POLL_MS = 1000;
+  var BACKOFF_MS = 5000;
+
+  var root = document.getElementById('flow');
+  if (!root || !window.fetch) return;
+  var jsonUrl = root.getAttribute('data-json-url');
+  var fragmentUrl = root.getAttribute('data-fragment-url');
+  var body = document.getElementById('flow-body');
+  var version = root.getAttribute('data-version');
+
+  function openSteps() {
+    var open = {};
+    body.querySelectorAll('details[open]').forEach(function (d) { open[d.getAttribute('data-step')] = true; });
+    return open;
+  }
+
+  function redraw() {
+    return fetch(fragmentUrl, { credentials: 'same-origin', cache: 'no-store' })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.text(); })
+      .then(function (html) {
+        var open = openSteps();
+        body.innerHTML = html;
+        body.querySelectorAll('details').forEach(function (d) {
+          if (open[d.getAttribute('data-step')]) d.open = true;
+        });
+        var status = body.querySelector('[data-version]');
+        if (status) version = status.getAttribute('data-version');
+        root.setAttribute('data-version', version);
+      });
+  }
+
+  function poll() {
+    fetch(jsonUrl, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+      .then(function (data) { return data.version !== version ? redraw() : null; })
+      .then(function () { setTimeout(poll, POLL_MS); })
+      .catch(function () { setTimeout(poll, BACKOFF_MS); });
+  }
+
+  // A click on an arrow of the diagram opens its step in the timeline.
+  body.addEventListener('click', function (event) {
+    var link = event.target.closest && event.target.closest('a[data-step]');
+    if (!link) return;
+    var step = document.querySelector('details[data-step="' + link.getAttribute('data-step') + '"]');
+    if (step) step.open = true;
+  });
+
+  setTimeout(poll, POLL_MS);
+})();

@@ -1,0 +1,258 @@
+"""An order's flow as steps: its recorded protocol messages merged with its state changes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..i18n import _
+from ..models import Order, ProtocolMessage
+from ..services import flowlog
+from ..wechatpay.times import BEIJING
+from .explain import Explanation, explanation
+
+CHECK_LABELS = {
+    "headers": _("签名头齐全（Wechatpay-Timestamp/Nonce/Signature/Serial）"),
+    "serial": _("Wechatpay-Serial 是已知的微信支付公钥"),
+    "timestamp": _("时间戳在 5 分钟之内"),
+    "signature": _("RSA-SHA256 签名验证"),
+    "decrypt": _("AES-256-GCM 解密 resource"),
+    "mchid": _("商户号是本商户"),
+    "appid": _("AppID 属于本商户"),
+    "trade_state": _("交易状态为 SUCCESS"),
+    "amount": _("金额与订单一致（通知 / 订单，单位：分）"),
+    "outcome": _("幂等入账并应答"),
+}
+STATUS_LABELS = {"pending": _("待支付"), "paid": _("已支付"), "closed": _("已关闭"), "refunded": _("已退款")}
+CAUSE_LABELS = {"shopper": _("顾客"), "notify": _("支付通知"), "query": _("主动查询"), "job": _("定时任务")}
+ORIGIN_LABELS = {"poll": _("页面轮询触发的主动查询"), "job": _("定时任务"), "browser": _("页面上报"),
+                 "wechatpay": _("微信支付推送")}
+
+
+@dataclass
+class Section:
+    label: str
+    text: str
+    signed: bool = False  # a canonical string: show its line ends
+
+
+@dataclass
+class Step:
+    id: str
+    at: datetime
+    kind: str
+    source: str
+    target: str
+    title: str
+    label: str  # short text on the diagram arrow
+    explain: Explanation
+    ok: bool | None = None
+    origin: str = ""
+    out_trade_no: str | None = None
+    answer: str = ""  # the answer arrow's label, for request/answer steps
+    sections: list[Section] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    signed_message: str = ""
+    verify_message: str = ""
+    verification: str = "none"
+    verify_serial: str | None = None
+    repeat: int = 1
+
+    @property
+    def at_text(self) -> str:
+        moment = self.at.replace(tzinfo=timezone.utc).astimezone(BEIJING)
+        return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "at": self.at.replace(tzinfo=timezone.utc).isoformat(), "kind": self.kind,
+            "from": self.source, "to": self.target, "title": self.title, "label": self.label, "ok": self.ok,
+            "origin": self.origin, "out_trade_no": self.out_trade_no, "answer": self.answer,
+            "signed_message": self.signed_message, "verify_message": self.verify_message,
+            "verification": self.verification, "verify_serial": self.verify_serial, "checks": self.checks,
+            "repeat": self.repeat,
+            "explain": {"purpose": self.explain.purpose, "pitfall": self.explain.pitfall,
+                        "doc": self.explain.doc, "anchor": self.explain.anchor},
+            "sections": [{"label": s.label, "text": s.text} for s in self.sections],
+        }
+
+
+def _headers_text(raw: str) -> str:
+    try:
+        headers = json.loads(raw or "{}")
+    except ValueError:
+        return raw  # cut by the size bound: show what there is
+    return "\n".join(f"{name}: {value}" for name, value in headers.items())
+
+
+def _pretty(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), ensure_ascii=False, indent=2)
+    except ValueError:
+        return body
+
+
+def _trade_state(body: str) -> str | None:
+    try:
+        value = json.loads(body).get("trade_state")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _api_step(message: ProtocolMessage) -> Step:
+    info = explanation(message.kind)
+    ok = message.status is not None and message.status < 300 and message.verification != "failed"
+    state = _trade_state(message.response_body)
+    status = str(message.status) if message.status is not None else _("无应答")
+    answer = status + (f" {state}" if state else "")
+    if message.verification == "passed":
+        answer += " ✓"
+    elif message.verification == "failed":
+        answer += " ✗"
+    path = (message.title.split(" ", 1)[1] if " " in message.title else message.title).split("?", 1)[0]
+    sections = [
+        Section(_("请求"), f"{message.title}\n{_headers_text(message.request_headers)}"
+                + (f"\n\n{message.request_body}" if message.request_body else "")),
+        Section(_("签名串（商户用私钥签名的原文）"), message.signed_message, signed=True),
+        Section(_("应答"), f"HTTP {status}\n{_headers_text(message.response_headers)}"
+                + (f"\n\n{_pretty(message.response_body)}" if message.response_body else "")),
+    ]
+    if message.verify_message:
+        sections.append(Section(_("验签串（微信支付签名的原文）"), message.verify_message, signed=True))
+    if message.error:
+        sections.append(Section(_("错误"), message.error))
+    return Step(
+        id=f"m{message.id}", at=message.at, kind=message.kind, source=info.source, target=info.target,
+        title=info.title, label=f"{message.method} {path.rsplit('/', 1)[-1] if message.kind != 'query' else 'query'}",
+        explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no, answer=answer,
+        sections=sections, signed_message=message.signed_message, verify_message=message.verify_message,
+        verification=message.verification, verify_serial=message.verify_serial,
+    )
+
+
+def _notify_step(message: ProtocolMessage) -> Step:
+    info = explanation(message.kind)
+    try:
+        checks = json.loads(message.checks or "[]")
+    except ValueError:
+        checks = []
+    for check in checks:
+        check["label"] = CHECK_LABELS.get(check.get("name"), check.get("name", ""))
+    ok = message.status is not None and message.status < 300
+    sections = [
+        Section(_("通知请求"), f"{message.title}\n{_headers_text(message.request_headers)}\n\n"
+                + _pretty(message.request_body)),
+        Section(_("验签串（微信支付签名的原文）"), message.verify_message, signed=True),
+    ]
+    if message.decrypted:
+        sections.append(Section(_("解密后的 resource"), message.decrypted))
+    sections.append(Section(_("商户应答"), f"HTTP {message.status}" + (f"\n\n{message.response_body}"
+                                                                      if message.response_body else "")))
+    return Step(
+        id=f"m{message.id}", at=message.at, kind=message.kind, source="wechatpay", target="shop",
+        title=info.title, label="TRANSACTION.SUCCESS" if message.kind == "notify_payment" else message.kind,
+        explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no,
+        answer=f"{message.status}" + (" ✓" if ok else " FAIL"), sections=sections, checks=checks,
+        verify_message=message.verify_message, verification=message.verification,
+        verify_serial=message.verify_serial,
+    )
+
+
+def _browser_step(message: ProtocolMessage) -> Step:
+    info = explanation(message.kind)
+    sections = [Section(_("页面上报"), message.request_body or "—")]
+    failed = message.kind in ("bridge_result", "requestpayment_result") and ":ok" not in (message.request_body or "")
+    return Step(
+        id=f"m{message.id}", at=message.at, kind=message.kind, source=info.source, target=info.target,
+        title=flowlog.BROWSER_EVENTS.get(message.kind, message.title), label=info.title, explain=info,
+        ok=False if failed else None, origin="browser", out_trade_no=message.out_trade_no, sections=sections,
+    )
+
+
+def _state_step(event) -> Step:
+    created = not event.from_status
+    info = explanation("order_created" if created else "state")
+    source_label = STATUS_LABELS.get(event.from_status, event.from_status)
+    target_label = STATUS_LABELS.get(event.to_status, event.to_status)
+    move = target_label if created else f"{source_label} → {target_label}"
+    text = f"{move}\n{_('原因')}: {CAUSE_LABELS.get(event.cause, event.cause)}"
+    if event.note:
+        text += f"\n{event.note}"
+    if event.wechat_ref:
+        text += f"\n{event.wechat_ref}"
+    return Step(
+        id=f"e{event.id}", at=event.at, kind="order_created" if created else "state", source=info.source,
+        target=info.target, title=info.title if created else f"{info.title}：{move}",
+        label=_("下单") if created else move, explain=info, ok=True, origin=event.cause,
+        sections=[Section(_("状态机记录"), text)],
+    )
+
+
+def _success_time(message: ProtocolMessage) -> str | None:
+    """The success_time a message revealed (decrypted notification or query answer), if any."""
+    source = message.decrypted if message.kind == "notify_payment" else message.response_body
+    if message.kind not in ("notify_payment", "query") or not source:
+        return None
+    try:
+        data = json.loads(source)
+    except ValueError:
+        return None
+    if data.get("trade_state") in ("SUCCESS", "REFUND") and data.get("success_time"):
+        return str(data["success_time"])
+    return None
+
+
+def build(order: Order, messages: list[ProtocolMessage]) -> list[Step]:
+    """The order's steps in time order, repeated identical queries folded into one."""
+    steps: list[Step] = []
+    payer_shown = False
+    for message in messages:
+        if message.direction == "out":
+            step = _api_step(message)
+        elif message.direction == "in":
+            step = _notify_step(message)
+        else:
+            step = _browser_step(message)
+        success_time = None if payer_shown else _success_time(message)
+        if success_time and step.ok is not False:
+            payer_shown = True
+            info = explanation("payer_paid")
+            # Placed just before the message that revealed it: success_time has only whole
+            # seconds (and another clock), so it cannot order the step among the shop's own.
+            steps.append(Step(
+                id=f"p{message.id}", at=message.at - timedelta(microseconds=1), kind="payer_paid", source="app",
+                target="wechatpay", title=info.title, label=_("确认支付"), explain=info, ok=True,
+                origin="app", out_trade_no=message.out_trade_no,
+                sections=[Section(_("推断"), f"success_time: {success_time}\n"
+                                  + _("商户看不到顾客在微信里的操作；这一步由微信支付返回的 success_time 推断。"))],
+            ))
+        steps.append(step)
+    for event in order.events:
+        steps.append(_state_step(event))
+    order_of = {"order_created": 0}
+    steps.sort(key=lambda s: (s.at, order_of.get(s.kind, 1)))
+    return _fold(steps)
+
+
+def _fold(steps: list[Step]) -> list[Step]:
+    """Consecutive identical active queries (a page polling a NOTPAY attempt) show as one step."""
+    folded: list[Step] = []
+    for step in steps:
+        last = folded[-1] if folded else None
+        if (last is not None and step.kind == "query" and last.kind == "query"
+                and step.answer == last.answer and step.out_trade_no == last.out_trade_no
+                and step.origin == last.origin):
+            last.repeat += 1
+            continue
+        folded.append(step)
+    return folded
+
+
+def version(order: Order, messages: list[ProtocolMessage]) -> str:
+    """Changes whenever a message or a state change is added: the live page's cue to redraw."""
+    last_message = max((m.id for m in messages), default=0)  # listed by time, not by id
+    last_event = order.events[-1].id if order.events else 0
+    return f"{order.status}:{len(messages)}:{last_message}:{last_event}"

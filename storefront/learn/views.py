@@ -1,0 +1,157 @@
+"""Learning: the guided tour (the shop and its flow inspector side by side) and the docs pages."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, redirect, render_template, send_from_directory, url_for
+from markupsafe import Markup
+from sqlalchemy import select
+
+from .. import ROOT
+from ..extensions import db
+from ..i18n import _
+from ..models import Product
+from ..services import orders
+from ..web import check_csrf, shopper_id
+
+bp = Blueprint("learn", __name__)
+bp.before_request(check_csrf)
+
+DOCS = ROOT / "docs"
+DOC_NAME = re.compile(r"^[a-z0-9-]+$")
+
+
+@dataclass(frozen=True)
+class Scene:
+    name: str
+    title: str
+    lead: str
+    steps: tuple[str, ...]
+    doc: str
+
+
+def scenes() -> list[Scene]:
+    """Every scene the tour knows, in the order a learner meets them."""
+    return [
+        Scene("native", _("Native 扫码支付（电脑）"),
+              _("电脑浏览器里展示二维码，顾客用微信扫一扫付款。"),
+              (_("左边是商店的收银台：二维码和倒计时。右边是这笔订单的支付流程，实时更新。"),
+               _("点「在模拟器中打开扫码页」，在新标签页里点「立即支付」，看右边依次出现：微信支付通知、验签、解密、核对金额、入账。"),
+               _("展开任何一步，查看原始报文、签名串和验签结果。")),
+              "native"),
+        Scene("h5", _("H5 支付（手机浏览器）"),
+              _("手机浏览器（微信外）下单，跳转到微信支付收银台，付款后回到商户页面。"),
+              (_("商户后台带着顾客真实 IP 调用 H5 下单接口，拿到 h5_url。"),
+               _("页面跳转到 h5_url（带 redirect_url），微信 App 完成付款后返回。"),
+               _("返回页不能直接判定成功：以通知或查询为准。")),
+              "h5"),
+        Scene("jsapi", _("JSAPI 支付（微信内网页）"),
+              _("在微信内置浏览器里，通过网页授权拿到 openid，再调起 WeixinJSBridge 付款。"),
+              (_("JSAPI 只在微信内置浏览器里可用：把浏览器的 User-Agent 设成含 MicroMessenger（开发者工具的设备模拟），再打开左边的商店页；否则授权页会拒绝。"),
+               _("OAuth 拿到 openid（snsapi_base 静默授权）。"),
+               _("JSAPI 下单拿到 prepay_id，后台计算 paySign。"),
+               _("页面调用 getBrandWCPayRequest；:ok 只是前端结果，以通知或查询为准。")),
+              "jsapi"),
+        Scene("miniprogram", _("小程序支付"),
+              _("小程序里 wx.login 换 openid，后台用小程序 appid 下单并签名，小程序调用 wx.requestPayment。"),
+              (_("小程序没有网页收银台：左边显示订单，用 README 里的示例小程序（或 POST /api/miniprogram/login 与 POST /api/orders/<order_no>/payments {\"method\": \"miniprogram\"}）付款，右边照样实时记录。"),
+               _("code2session 换取 openid（session_key 永远不离开后台）。"),
+               _("JSAPI 下单（小程序 appid），后台返回 paySign 等参数。"),
+               _("wx.requestPayment 成功后，向后台确认真实状态。")),
+              "miniprogram"),
+    ]
+
+
+# (module, function) each scene's checkout calls: a scene appears in the tour once it exists.
+SCENE_FUNCTIONS = {
+    "native": ("storefront.services.payments", "pay_native"),
+    "h5": ("storefront.services.scenes", "pay_h5"),
+    "jsapi": ("storefront.services.scenes", "pay_jsapi"),
+    "miniprogram": ("storefront.services.scenes", "pay_jsapi"),  # the same endpoint, the mini program's appid
+}
+
+
+def available(scene: str) -> bool:
+    """Is this scene built yet? ``TOUR_SCENES`` (a list) overrides the detection."""
+    configured = current_app.config.get("TOUR_SCENES")
+    if configured is not None:
+        return scene in configured
+    module_name, function = SCENE_FUNCTIONS[scene]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    if scene == "miniprogram" and "miniprogram" not in current_app.blueprints:
+        return False
+    return hasattr(module, function)
+
+
+def _scene(name: str) -> Scene:
+    found = next((s for s in scenes() if s.name == name), None)
+    if found is None or not available(name):
+        abort(404)
+    return found
+
+
+@bp.get("/tour")
+def tour():
+    return render_template("learn/tour.html", scenes=[(s, available(s.name)) for s in scenes()])
+
+
+@bp.post("/tour/<scene>/start")
+def start(scene: str):
+    """A fresh order of the first product for this session, then the split view."""
+    _scene(scene)
+    product_id = db.session.scalar(select(Product.id).where(Product.active).order_by(Product.id).limit(1))
+    order = orders.create_order(shopper_id(create=True), product_id, 1)
+    return redirect(url_for("learn.tour_order", scene=scene, order_no=order.order_no), code=303)
+
+
+@bp.get("/tour/<scene>/<order_no>")
+def tour_order(scene: str, order_no: str):
+    found = _scene(scene)
+    order = orders.owned_order(order_no, shopper_id())
+    # A mini program has no web checkout: the shop frame shows the order while the app pays.
+    shop_url = (url_for("checkout.order", order_no=order_no) if scene == "miniprogram"
+                else url_for("checkout.pay", order_no=order_no, method=scene))
+    return render_template(
+        "learn/tour_order.html", scene=found, order=order, shop_url=shop_url,
+        flow_url=url_for("flow.inspector", order_no=order_no, embed=1),
+        flow_json_url=url_for("flow.flow_json", order_no=order_no),
+    )
+
+
+# -- docs: docs/*.md served as pages, so the inspector can link to them ----------------------
+
+
+def _render_markdown(text: str) -> Markup:
+    import markdown
+
+    html = markdown.markdown(text, extensions=["fenced_code", "tables", "toc"], output_format="html")
+    # Links between docs pages: "signatures.md#x" on GitHub is "signatures#x" here.
+    html = re.sub(r'href="([a-z0-9-]+)\.md(#[^"]*)?"', lambda m: f'href="{m.group(1)}{m.group(2) or ""}"', html)
+    return Markup(html)  # our own repository's Markdown, not user input
+
+
+@bp.get("/docs/")
+def docs_index():
+    return doc("index")
+
+
+@bp.get("/docs/<page>")
+def doc(page: str):
+    path = DOCS / f"{page}.md"
+    if not DOC_NAME.match(page) or not path.is_file():
+        abort(404)
+    text = path.read_text(encoding="utf-8")
+    title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), page)
+    return render_template("learn/doc.html", title=title, html=_render_markdown(text), page=page)
+
+
+@bp.get("/docs/img/<path:name>")
+def doc_image(name: str):
+    return send_from_directory(Path(DOCS) / "img", name)

@@ -1,0 +1,557 @@
+"""The flow record: every protocol message of an order's payment, with secrets redacted.
+
+Three sources feed it: the WeChat Pay client's observer (every signed request and the
+verified answer), the notification handlers (headers, outer JSON, decrypted resource and each
+check in the order the shop ran them, written in the handler's own transaction: see
+``NotificationTrace``) and the shopper's pages (QR shown, expired, bridge result).
+The flow inspector (``storefront/flow``) reads it back next to the order's state changes.
+
+Recording never breaks a payment: a failure to record is logged and swallowed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Flask, current_app, has_app_context, has_request_context, request
+from sqlalchemy import Connection, bindparam, delete, insert, select
+
+from ..extensions import db
+from ..i18n import _
+from ..models import Payment, ProtocolMessage, utcnow
+from ..wechatpay import DecryptError, Notification, SignatureError, WeChatPayError
+from ..wechatpay.client import Exchange
+from ..wechatpay.signing import signing_string
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_DAYS = 30
+DEFAULT_MAX_FIELD_CHARS = 16_000  # per text field of one message; bodies here are < 2 kB
+PURGE_EVERY_SECONDS = 3600
+REDACTED = "[REDACTED]"
+
+# A PEM private key, whole or cut short (a truncated field must not leak its first lines).
+_PEM_PRIVATE = re.compile(
+    r"-{5}BEGIN [A-Z0-9 ]*PRIVATE KEY-{5}.*?(?:-{5}END [A-Z0-9 ]*PRIVATE KEY-{5}|\Z)", re.S
+)
+_SECRET_NAMES = (
+    "apiv3_key", "api_v3_key", "appsecret", "app_secret", "secret", "access_token", "refresh_token",
+    "session_key", "private_key", "miniprogram_appsecret",
+)
+_NAMES = "|".join(_SECRET_NAMES)
+# "secret":"…" in JSON, and secret=… in a query string or form body.
+_JSON_SECRET = re.compile(r'("[A-Za-z0-9_]*(?:%s)"\s*:\s*)"(?:[^"\\]|\\.)*"' % _NAMES, re.I)
+# (?<!…): start only where a word starts. Unanchored, every position inside a long Base64 run
+# (signatures, ciphertexts) rescanned the rest of the run: milliseconds per field. Same matches.
+_QUERY_SECRET = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z0-9_]*(?:%s)=)[^&\s\"'#]*" % _NAMES, re.I)
+_SECRET_HEADERS = {"cookie", "set-cookie", "x-csrf-token"}
+
+BROWSER_EVENTS = {
+    "qr_shown": _("二维码已展示"),
+    "qr_expired": _("二维码已过期"),
+    "qr_renew": _("顾客刷新二维码"),
+    "paid_shown": _("页面显示支付成功"),
+    "h5_redirect": _("跳转到微信支付 H5 收银台"),
+    "h5_returned": _("从 H5 收银台返回"),
+    "bridge_result": _("微信客户端返回支付结果"),
+    "requestpayment_result": _("小程序返回支付结果"),
+}
+MAX_BROWSER_EVENTS_PER_ORDER = 200
+MAX_DETAIL_CHARS = 300
+
+_OUT_TRADE_NO_IN_PATH = re.compile(r"/out-trade-no/([^/?]+)")
+_OUT_REFUND_NO_IN_PATH = re.compile(r"^/v3/refund/domestic/refunds/([^/?]+)")
+
+
+def redact(text: str | None, known: Iterable[str] = ()) -> str:
+    """``text`` with private keys, known secret values and secret-named fields replaced."""
+    if not text:
+        return ""
+    # Each pattern matches only where "PRIVATE KEY" or a secret's name is written: without one,
+    # its scan is skipped (most fields of a record, at every notification).
+    lowered = text.lower()
+    if "private key" in lowered:
+        text = _PEM_PRIVATE.sub("[REDACTED PRIVATE KEY]", text)
+    for value in known:
+        if value and len(value) >= 8:  # a short value would blank unrelated text
+            text = text.replace(value, REDACTED)
+    if not any(name in lowered for name in _SECRET_NAMES):
+        return text
+    text = _JSON_SECRET.sub(lambda m: m.group(1) + '"' + REDACTED + '"', text)
+    return _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact_headers(headers: Mapping[str, str], known: Iterable[str] = ()) -> dict[str, str]:
+    """Headers as a plain dict, redacted. ``Authorization`` is a signature, not a secret: kept."""
+    known = list(known)
+    return {
+        str(name): REDACTED if str(name).lower() in _SECRET_HEADERS else redact(str(value), known)
+        for name, value in headers.items()
+    }
+
+
+def _settings(app: Flask) -> tuple[int, int]:
+    return (int(app.config.get("FLOW_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)),
+            int(app.config.get("FLOW_MAX_FIELD_CHARS", DEFAULT_MAX_FIELD_CHARS)))
+
+
+def known_secrets(app: Flask) -> list[str]:
+    """The secret values configured for this app: they are replaced wherever they appear."""
+    values = [app.config.get(name) for name in (
+        "WECHATPAY_APIV3_KEY", "WECHATPAY_APPSECRET", "WECHATPAY_MINIPROGRAM_APPSECRET", "SECRET_KEY")]
+    gateway = app.extensions.get("wechatpay")
+    creds = getattr(gateway, "_credentials", None)  # only if loaded: recording never loads keys
+    if creds is not None:
+        values += [getattr(creds, name, None) for name in ("apiv3_key", "appsecret", "miniprogram_appsecret")]
+    return [str(v) for v in values if v]
+
+
+@dataclass(frozen=True)
+class Link:
+    order_id: int | None
+    payment_id: int | None
+
+
+class Recorder:
+    """Writes protocol messages for one app; kept in ``app.extensions["flowlog"]``."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._purged_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def record(self, values: dict[str, Any]) -> None:
+        """Store one message (redacted, size-bounded). Never raises."""
+        try:
+            with nullcontext() if has_app_context() else self.app.app_context():
+                self._write(self._bounded(values))
+                self._maybe_purge()
+        except Exception:  # the record is a teaching aid: it must never fail a payment
+            log.warning("flow record not written (%s)", values.get("kind"), exc_info=True)
+
+    def add(self, values: dict[str, Any]) -> None:
+        """Add one message to the session's transaction (begun here if need be): it commits, or
+        rolls back, with the caller's own work. One lock and one commit for both. Never raises."""
+        try:
+            values = self._bounded(values)
+            # Begin now (if need be): the link's read and the insert run in this transaction.
+            self._write(values, db.session.connection())
+        except Exception:  # the record is a teaching aid: it must never fail a payment
+            log.warning("flow record not added (%s)", values.get("kind"), exc_info=True)
+
+    def _bounded(self, values: dict[str, Any]) -> dict[str, Any]:
+        known = known_secrets(self.app)
+        _retention, limit = _settings(self.app)
+        out: dict[str, Any] = {}
+        truncated = False
+        for key, value in values.items():
+            if key in ("request_headers", "response_headers"):
+                value = json.dumps(redact_headers(value or {}, known), ensure_ascii=False)
+            elif key == "checks":
+                value = redact(json.dumps(value or [], ensure_ascii=False), known)
+            elif isinstance(value, str) and key not in ("direction", "kind", "verification"):
+                value = redact(value, known)
+            if isinstance(value, str) and key in ProtocolMessage.__table__.c:
+                column = ProtocolMessage.__table__.c[key]
+                bound = getattr(column.type, "length", None) or limit
+                if len(value) > bound:
+                    value, truncated = value[: bound - 1] + "…", True
+            out[key] = value
+        out["truncated"] = truncated
+        return out
+
+    def _write(self, values: dict[str, Any], connection: Connection | None = None) -> None:
+        """Insert one bounded message: on ``connection`` if given, else as ``_link`` decides."""
+        out_refund_no = values.pop("out_refund_no", None)
+        if values.get("order_id") is None and values.get("out_trade_no"):
+            link = self.link(values["out_trade_no"], connection)
+            values.update(order_id=link.order_id, payment_id=link.payment_id)
+        elif values.get("order_id") is None and out_refund_no:
+            link = self.link_refund(out_refund_no)
+            values.update(order_id=link.order_id, payment_id=link.payment_id)
+        # One constant statement, the values as parameters: compiled once, not at every message.
+        statement = insert(ProtocolMessage.__table__)
+        if connection is not None:
+            connection.execute(statement, values)
+        elif db.session().in_transaction():
+            # The caller holds a transaction (and on SQLite the write lock): a second
+            # connection would wait for it, so the message rides along with it instead.
+            db.session.execute(statement, values)
+        else:
+            with db.engine.begin() as own:
+                own.execute(statement, values)
+
+    @staticmethod
+    def link(out_trade_no: str, connection: Connection | None = None) -> Link:
+        """The order and attempt an ``out_trade_no`` belongs to (unknown: both None)."""
+        return _link(_LINK_PAYMENT, {"out_trade_no": out_trade_no}, connection)
+
+    @staticmethod
+    def link_refund(out_refund_no: str) -> Link:
+        """The order and attempt a refund belongs to (a refund query names only its own number)."""
+        from .. import models
+
+        refund = getattr(models, "Refund", None)
+        if refund is None:
+            return Link(None, None)
+        return _link(select(refund.order_id, refund.payment_id).where(refund.out_refund_no == out_refund_no), {})
+
+    def _maybe_purge(self) -> None:
+        if db.session().in_transaction():
+            return  # a second connection would wait for this thread's own lock: next time
+        now = time.monotonic()
+        with self._lock:
+            if self._purged_at and now - self._purged_at < PURGE_EVERY_SECONDS:
+                return
+            self._purged_at = now
+        purge(self.app)
+
+    # -- the WeChat Pay client's observer ---------------------------------------------------
+
+    def observe(self, exchange: Exchange) -> None:
+        """Record one API exchange; ``Client(observer=...)`` calls this for every request."""
+        try:
+            self.record(exchange_values(exchange, origin=_origin()))
+        except Exception:
+            log.warning("flow record of %s %s failed", exchange.method, exchange.canonical_url, exc_info=True)
+
+
+# Built once: a notification's record links by it on every call.
+_LINK_PAYMENT = select(Payment.order_id, Payment.id).where(Payment.out_trade_no == bindparam("out_trade_no"))
+
+
+def _link(query: Any, params: dict[str, Any], connection: Connection | None = None) -> Link:
+    # On SQLite a second connection would wait for a lock this thread's session may hold.
+    if connection is not None:
+        row = connection.execute(query, params).first()
+    elif db.session().in_transaction():
+        row = db.session.execute(query, params).first()
+    else:
+        with db.engine.connect() as connection:
+            row = connection.execute(query, params).first()
+    return Link(row[0], row[1]) if row else Link(None, None)
+
+
+def purge(app: Flask, now: datetime | None = None) -> int:
+    """Delete messages older than ``FLOW_RETENTION_DAYS``; returns how many went."""
+    retention, _limit = _settings(app)
+    cutoff = (now or utcnow()) - timedelta(days=retention)
+    with db.engine.begin() as connection:
+        return connection.execute(delete(ProtocolMessage).where(ProtocolMessage.at < cutoff)).rowcount or 0
+
+
+def recorder(app: Flask | None = None) -> Recorder:
+    return (app or current_app).extensions["flowlog"]
+
+
+def register(app: Flask) -> None:
+    """Make the recorder available and hand its observer to the gateway's clients."""
+    app.config.setdefault("FLOW_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+    app.config.setdefault("FLOW_MAX_FIELD_CHARS", DEFAULT_MAX_FIELD_CHARS)
+    app.extensions["flowlog"] = Recorder(app)
+
+
+# -- API exchanges ------------------------------------------------------------------------
+
+
+def _origin() -> str:
+    """What made the shop call WeChat Pay: a page's poll, a page or form, else a job."""
+    if not has_request_context():
+        return "job"
+    if request.method == "GET" and request.path.startswith("/api/orders/"):
+        return "poll"
+    return f"{request.method} {request.path}"[:120]
+
+
+def api_kind(method: str, canonical_url: str, body: str) -> str:
+    """The step an API call is, from its method and path."""
+    path = canonical_url.split("?", 1)[0]
+    if method == "POST" and path.startswith("/v3/pay/transactions/"):
+        scene = path.rsplit("/", 1)[-1]
+        if scene in ("native", "h5", "app"):
+            return f"prepay_{scene}"
+        if scene == "jsapi":
+            return "prepay_jsapi"
+        if path.endswith("/close"):
+            return "close"
+    if method == "GET" and path.startswith("/v3/pay/transactions/"):
+        return "query"
+    if path.startswith("/v3/refund/domestic/refunds"):
+        return "refund" if method == "POST" else "refund_query"
+    if path.startswith("/v3/certificates"):
+        return "certificates"
+    return "api"
+
+
+def _out_trade_no(canonical_url: str, body: str) -> str | None:
+    found = _OUT_TRADE_NO_IN_PATH.search(canonical_url)
+    if found:
+        return unquote(found.group(1))
+    if body:
+        try:
+            value = json.loads(body).get("out_trade_no")
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _out_refund_no(canonical_url: str, body: str) -> str | None:
+    # A refund request may name the payment by transaction_id only: its out_refund_no links it.
+    found = _OUT_REFUND_NO_IN_PATH.search(canonical_url)
+    if found:
+        return unquote(found.group(1))
+    if body and canonical_url.startswith("/v3/refund/"):
+        try:
+            value = json.loads(body).get("out_refund_no")
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+    return None
+
+
+def exchange_values(exchange: Exchange, origin: str = "") -> dict[str, Any]:
+    """The columns of one API exchange: what was signed, sent, answered and verified."""
+    kind = api_kind(exchange.method, exchange.canonical_url, exchange.request_body)
+    verification, serial, verify_message = "none", None, ""
+    if exchange.verification is not None:
+        verification, serial = "passed", exchange.verification.serial
+        verify_message = exchange.verification.message
+    elif exchange.status is not None and exchange.status < 300:
+        # A 2xx answer without a Verification was refused: show what would have been checked.
+        verification = "failed"
+        headers = {k.lower(): v for k, v in exchange.response_headers.items()}
+        serial = headers.get("wechatpay-serial")
+        verify_message = signing_string(headers.get("wechatpay-timestamp", ""), headers.get("wechatpay-nonce", ""),
+                                        exchange.response_body)
+    started = utcnow() - timedelta(milliseconds=exchange.elapsed_ms)
+    return {
+        "out_trade_no": _out_trade_no(exchange.canonical_url, exchange.request_body),
+        "out_refund_no": _out_refund_no(exchange.canonical_url, exchange.request_body),
+        "at": started,
+        "direction": "out",
+        "kind": kind,
+        "title": f"{exchange.method} {exchange.canonical_url}",
+        "origin": origin,
+        "method": exchange.method,
+        "url": exchange.url,
+        "status": exchange.status,
+        "request_headers": exchange.request_headers,
+        "request_body": exchange.request_body,
+        "response_headers": exchange.response_headers,
+        "response_body": exchange.response_body,
+        "signed_message": exchange.signed_message,
+        "verify_message": verify_message,
+        "verification": verification,
+        "verify_serial": serial,
+        "error": exchange.error or "",
+        "elapsed_ms": round(exchange.elapsed_ms),
+    }
+
+
+# -- notifications ------------------------------------------------------------------------
+
+CHECK_ORDER = ("headers", "serial", "timestamp", "signature", "decrypt", "mchid", "appid", "trade_state",
+               "amount", "outcome")
+REFUND_CHECK_ORDER = ("headers", "serial", "timestamp", "signature", "decrypt", "mchid", "outcome")
+
+
+def _failed_check(exc: WeChatPayError) -> str:
+    """Which check a parse failure was: ``verify.py`` says so in its reason."""
+    reason = str(exc)
+    if isinstance(exc, SignatureError):
+        if reason.startswith(("missing header", "unsupported Wechatpay-Signature-Type")):
+            return "headers"
+        if reason.startswith("unknown Wechatpay-Serial"):
+            return "serial"
+        if "Wechatpay-Timestamp" in reason:
+            return "timestamp"
+        return "signature"
+    return "decrypt"  # DecryptError, NotificationError: the resource did not open or is not one
+
+
+class Checks:
+    """The checks of one notification, in the order the shop runs them; the rest 'not run'."""
+
+    def __init__(self, order: tuple[str, ...] = CHECK_ORDER) -> None:
+        self.order = order
+        self.items: list[dict[str, Any]] = []
+        self.failed = False
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.items.append({"name": name, "ok": ok, "detail": detail})
+        self.failed = self.failed or not ok
+        return ok
+
+    def finish(self) -> list[dict[str, Any]]:
+        done = {item["name"] for item in self.items}
+        items = self.items + [{"name": n, "ok": None, "detail": ""} for n in self.order if n not in done]
+        return sorted(items, key=lambda item: self.order.index(item["name"]))
+
+
+class NotificationTrace:
+    """What handling one notification established, check by check: its flow record's source.
+
+    The handler (``payments.handle_payment_notification``, ``refunds.handle_refund_notification``)
+    fills it as it runs its checks, and ``payments._finish`` adds the record to the same
+    transaction as the notification's effect. So the record shows the checks the shop actually
+    ran, and costs no second verification, decryption, lock or commit.
+    """
+
+    def __init__(self, headers: Mapping[str, str], body: bytes, received_at: datetime | None = None,
+                 kind: str = "notify_payment") -> None:
+        self.headers = headers
+        self.body = body
+        self.received_at = received_at or utcnow()
+        self.kind = kind
+        self.checks = Checks(CHECK_ORDER if kind == "notify_payment" else REFUND_CHECK_ORDER)
+        self.verification = "failed"
+        self.decrypted = ""  # set only once the resource authenticated (AEAD)
+        self.out_trade_no: str | None = None
+        self.link: Link | None = None  # the order and attempt, when the handler already knows them
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        """Record one check's outcome and return it: ``if not trace.check(...): refuse``."""
+        return self.checks.add(name, ok, detail)
+
+    def parsed(self, event: Notification) -> None:
+        """The signature verified and the resource opened with the APIv3 key."""
+        self.verification = "passed"
+        for name in ("headers", "serial", "timestamp", "signature"):
+            self.checks.add(name, True, event.verification.serial if name == "serial" else "")
+        self.checks.add("decrypt", True, event.original_type)
+        self.decrypted = json.dumps(event.resource, ensure_ascii=False, indent=2)
+        value = event.resource.get("out_trade_no")
+        self.out_trade_no = value if isinstance(value, str) else None
+
+    def refused(self, exc: WeChatPayError) -> None:
+        """Verifying or decrypting failed: the checks before the failed one passed, the rest never ran."""
+        failed = _failed_check(exc)
+        for name in CHECK_ORDER[: CHECK_ORDER.index(failed)]:
+            self.checks.add(name, True)
+        self.checks.add(failed, False, str(exc))
+        if failed == "decrypt":
+            self.verification = "passed"
+        try:
+            self.out_trade_no = _claimed_out_trade_no(self.body)
+        except Exception:  # the record never fails a notification
+            log.warning("claimed out_trade_no not read", exc_info=True)
+
+    def values(self, result: Any) -> dict[str, Any]:
+        """The record's columns, with what the shop answered (``result``: a ``NotifyResult``)."""
+        self.checks.add("outcome", result.status < 300, f"HTTP {result.status} {result.outcome} {result.reason}".strip())
+        text = self.body.decode("utf-8", "replace")
+        header = {k.lower(): v for k, v in self.headers.items()}
+        values = {
+            "out_trade_no": self.out_trade_no,
+            "at": self.received_at,
+            "direction": "in",
+            "kind": self.kind,
+            "title": f"POST {request.path if has_request_context() else '/notify/wechatpay'}",
+            "origin": "wechatpay",
+            "method": "POST",
+            "url": request.url if has_request_context() else "",
+            "status": result.status,
+            "request_headers": dict(self.headers.items()),
+            "request_body": text,
+            "response_headers": {},
+            "response_body": "" if result.status < 300 else json.dumps(
+                {"code": "FAIL", "message": (result.reason or "FAIL")[:64]}, ensure_ascii=False),
+            "verify_message": signing_string(header.get("wechatpay-timestamp", ""),
+                                             header.get("wechatpay-nonce", ""), text),
+            "verification": self.verification,
+            "verify_serial": header.get("wechatpay-serial"),
+            "checks": self.checks.finish(),
+            "decrypted": self.decrypted,
+            "error": "" if result.status < 300 else (result.reason or "")[:300],
+            "elapsed_ms": round((utcnow() - self.received_at).total_seconds() * 1000),
+        }
+        if self.link is not None:
+            values.update(order_id=self.link.order_id, payment_id=self.link.payment_id)
+        return values
+
+
+def _claimed_out_trade_no(body: bytes) -> str | None:
+    """The attempt a refused notification is about, only if its resource opens with the APIv3 key.
+
+    The outer JSON was not trusted; but a resource that decrypts (AEAD authenticates it) was
+    written by someone holding the key, so it may link the refusal to the order it names.
+    """
+    from .. import gateway
+    from ..wechatpay import aead
+
+    try:
+        resource = json.loads(body)["resource"]
+        plain = aead.decrypt(gateway.gateway().aes, resource["nonce"], resource["ciphertext"],
+                             resource.get("associated_data") or "")
+        value = json.loads(plain).get("out_trade_no")
+        return value if isinstance(value, str) else None
+    except (ValueError, KeyError, TypeError, AttributeError, DecryptError):
+        return None
+
+
+def add_notification(trace: NotificationTrace, result: Any) -> None:
+    """Add a notification's record to the open transaction: it commits with the handler's work.
+
+    Never raises: the record is a teaching aid, the payment comes first.
+    """
+    try:
+        rec = current_app.extensions.get("flowlog")
+        if rec is not None:
+            rec.add(trace.values(result))
+    except Exception:
+        log.warning("flow record of a notification failed", exc_info=True)
+
+
+# -- the shopper's pages ------------------------------------------------------------------
+
+
+def record_browser_event(order_id: int, event: str, out_trade_no: str | None, detail: str) -> None:
+    """Record what a page reported (QR shown, expired, bridge result)."""
+    payment_id = None
+    if out_trade_no:
+        link = Recorder.link(out_trade_no)
+        if link.order_id != order_id:
+            out_trade_no = None  # not this order's attempt: keep the event, drop the claim
+        else:
+            payment_id = link.payment_id
+    recorder().record({
+        "order_id": order_id,
+        "payment_id": payment_id,
+        "out_trade_no": out_trade_no,
+        "at": utcnow(),
+        "direction": "browser",
+        "kind": event,
+        "title": BROWSER_EVENTS[event],
+        "origin": "browser",
+        "request_body": detail[:MAX_DETAIL_CHARS],
+    })
+
+
+def browser_event_count(order_id: int) -> int:
+    from sqlalchemy import func
+
+    count = db.session.scalar(select(func.count()).where(ProtocolMessage.order_id == order_id,
+                                                          ProtocolMessage.direction == "browser")) or 0
+    db.session.commit()  # a read only: end it, keep the loaded rows (rollback would expire them)
+    return count
+
+
+def messages_for(order_id: int) -> list[ProtocolMessage]:
+    """An order's messages, oldest first."""
+    return list(db.session.scalars(
+        select(ProtocolMessage).where(ProtocolMessage.order_id == order_id)
+        .order_by(ProtocolMessage.at, ProtocolMessage.id)
+    ))
