@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 HOST ?= 127.0.0.1
 
-.PHONY: run test bench init clean
+.PHONY: run serve-prod test bench init clean docs-screenshots
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,17 @@ init: $(VENV)/.runtime
 run: init
 	PORT=$(PORT) SCHEDULER_INTERVAL_SECONDS=60 $(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT) --with-threads --no-reload --no-debugger
 
+# Four gunicorn workers against PostgreSQL (the machine's local server by default).
+serve-prod: export DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+serve-prod: init
+	PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
 test: $(VENV)/.dev init
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_flow.py)
+docs-screenshots: $(VENV)/.dev init
+	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py
 
 bench: $(VENV)/.dev init
 	$(PY) -m bench

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from .extensions import db
+from .extensions import db, migrate
 
 ROOT = Path(__file__).resolve().parent.parent  # holds templates/, static/, instance/
 
@@ -28,6 +28,11 @@ FROM_ENVIRON = {
     "WECHATPAY_APPID": ("WECHATPAY_APPID", str),
     "WECHATPAY_APPSECRET": ("WECHATPAY_APPSECRET", str),
     "WECHATPAY_MINIPROGRAM_APPID": ("WECHATPAY_MINIPROGRAM_APPID", str),
+    "WECHATPAY_MINIPROGRAM_APPSECRET": ("WECHATPAY_MINIPROGRAM_APPSECRET", str),
+    "WECHATPAY_OAUTH_BASE": ("WECHATPAY_OAUTH_BASE", str),
+    "WECHATPAY_OAUTH_API_BASE": ("WECHATPAY_OAUTH_API_BASE", str),
+    "PROXY_FIX_X_FOR": ("PROXY_FIX_X_FOR", int),
+    "SANDBOX_H5_DOMAIN": ("SANDBOX_H5_DOMAIN", str),
     "WECHATPAY_MERCHANT_KEY_FILE": ("WECHATPAY_MERCHANT_KEY_FILE", str),
     "WECHATPAY_MERCHANT_SERIAL": ("WECHATPAY_MERCHANT_SERIAL", str),
     "WECHATPAY_APIV3_KEY": ("WECHATPAY_APIV3_KEY", str),
@@ -38,6 +43,15 @@ FROM_ENVIRON = {
     "SANDBOX_TIME_SCALE": ("SANDBOX_TIME_SCALE", float),
     "SANDBOX_DATABASE_URL": ("SANDBOX_DATABASE_URL", str),
     "PORT": ("PORT", int),
+    "WECHATPAY_KEY_MODE": ("WECHATPAY_KEY_MODE", str),
+    "WECHATPAY_REFUND_NOTIFY_URL": ("WECHATPAY_REFUND_NOTIFY_URL", str),
+    "MERCHANT_PASSWORD": ("MERCHANT_PASSWORD", str),
+    "SANDBOX_NOTIFY_SIGNING": ("SANDBOX_NOTIFY_SIGNING", str),
+    "SANDBOX_ANSWER_SIGNING": ("SANDBOX_ANSWER_SIGNING", str),
+    "SANDBOX_RATE_LIMIT": ("SANDBOX_RATE_LIMIT", int),
+    "FLOW_RETENTION_DAYS": ("FLOW_RETENTION_DAYS", int),
+    "FLOW_MAX_FIELD_CHARS": ("FLOW_MAX_FIELD_CHARS", int),
+    "SCHEDULER_INTERVAL_SECONDS": ("SCHEDULER_INTERVAL_SECONDS", float),
 }
 
 
@@ -45,7 +59,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     """Build one configured application. Tests build a fresh one per test."""
     app = Flask(
         __name__,
-        instance_path=instance_path or str(ROOT / "instance"),
+        # STOREFRONT_INSTANCE_PATH: another instance folder for wsgi:app (several shops on one host, tests).
+        instance_path=instance_path or os.environ.get("STOREFRONT_INSTANCE_PATH") or str(ROOT / "instance"),
         instance_relative_config=True,
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
@@ -56,7 +71,16 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         SHOP_BASE_URL=None,
         WECHATPAY_API_BASE=None,
         WECHATPAY_NOTIFY_URL=None,
+        WECHATPAY_OAUTH_BASE=None,  # None: the simulator in simulator mode, else open.weixin.qq.com
+        WECHATPAY_OAUTH_API_BASE=None,  # None: the simulator in simulator mode, else api.weixin.qq.com
+        PROXY_FIX_X_FOR=0,  # trusted reverse proxies in front of the shop (payer IP for H5)
+        SANDBOX_H5_DOMAIN=None,  # None: the host the shop calls the simulator with
+        RETURN_PAGE_QUERIES=6,  # H5 return / JSAPI :ok page: status checks before "I have paid"
+        RETURN_PAGE_QUERY_GAP_MS=1500,
         PAYMENT_TTL_SECONDS=900,
+        WECHATPAY_KEY_MODE="auto",  # public_key when the id and key file are set, else certificate
+        WECHATPAY_REFUND_NOTIFY_URL=None,  # None: <SHOP_BASE_URL>/notify/wechatpay/refund
+        MERCHANT_PASSWORD=None,  # None: simulator mode uses instance/merchant_password; else /merchant is closed
         # How often one attempt may be queried at WeChat Pay while a page polls (shared by workers).
         ACTIVE_QUERY_INTERVAL_SECONDS=5,
         CLOSE_GRACE_SECONDS=60,
@@ -66,7 +90,10 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         SANDBOX_NOTIFIER=True,
         SANDBOX_MERCHANT_NAME="山间小铺",
         AUTO_INIT=True,
+        SCHEDULER_INTERVAL_SECONDS=0,  # make run sets 60; production uses cron
         PORT=5000,
+        FLOW_RETENTION_DAYS=30,  # the flow record of an order is kept this long
+        FLOW_MAX_FIELD_CHARS=16000,  # size bound of each text field of one recorded message
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -88,15 +115,35 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     bootstrap.prepare(app)  # instance folder, secret key: before anything reads them
     db.init_app(app)
+    # Schema changes are Alembic migrations (migrations/), one script for both databases.
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)  # SQLite ALTERs
 
     from . import api, catalog, checkout, commands, errors, gateway, notify, web
 
+    if app.config["PROXY_FIX_X_FOR"] > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Trust exactly that many X-Forwarded-For hops: H5 needs the payer's real IP, unspoofed.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])  # type: ignore[method-assign]
     web.register(app)
     gateway.register(app)
+    from . import flow, learn
+    from .services import flowlog
+
+    flowlog.register(app)  # the flow record the inspector reads; the gateway's clients report to it
+    app.register_blueprint(flow.bp)
+    app.register_blueprint(learn.bp)
     app.register_blueprint(catalog.bp)
     app.register_blueprint(checkout.bp)
     app.register_blueprint(notify.bp, url_prefix="/notify")
     app.register_blueprint(api.bp, url_prefix="/api")
+    from . import merchant
+
+    app.register_blueprint(merchant.bp, url_prefix="/merchant")
+    from . import miniprogram, oauth
+
+    app.register_blueprint(oauth.bp, url_prefix="/oauth")
+    app.register_blueprint(miniprogram.bp, url_prefix="/api/miniprogram")
     if app.config["WECHATPAY_SANDBOX"]:
         from . import sandbox
 
@@ -105,4 +152,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     commands.register(app)
     if app.config["AUTO_INIT"]:
         bootstrap.initialise(app)
+    if app.config["SCHEDULER_INTERVAL_SECONDS"]:
+        from . import scheduler
+
+        app.extensions["scheduler"] = scheduler.start(app, app.config["SCHEDULER_INTERVAL_SECONDS"])
     return app

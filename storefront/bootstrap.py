@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import flask_migrate
 from flask import Flask
 from sqlalchemy import select
 
@@ -80,8 +81,20 @@ def initialise(app: Flask) -> None:
         if app.config["WECHATPAY_SANDBOX"]:
             ensure_demo_credentials(instance)
         with app.app_context():
-            db.create_all()
+            create_schema(app)
             seed_catalog()
+
+
+def create_schema(app: Flask) -> None:
+    """Bring both databases to the newest migration (migrations/); a second run does nothing.
+
+    ``SCHEMA_FROM_MODELS`` builds straight from the models instead: the test suite's shortcut,
+    kept honest by a test that compares the migrated schema with the models.
+    """
+    if app.config.get("SCHEMA_FROM_MODELS"):
+        db.create_all()
+    else:
+        flask_migrate.upgrade()
 
 
 def _random_text(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
@@ -94,6 +107,8 @@ def ensure_demo_credentials(instance: Path) -> None:
     sandbox = _private_dir(instance / "sandbox")
     credentials_file = shop / "credentials.json"
     if credentials_file.exists():
+        _ensure_demo_appsecrets(shop, sandbox)
+        _ensure_demo_extras(instance, sandbox)
         return
     merchant_key = keys.generate_private_key()
     merchant_cert = keys.self_signed_certificate(merchant_key, f"{DEMO_MCHID} demo merchant")
@@ -101,6 +116,7 @@ def ensure_demo_credentials(instance: Path) -> None:
     public_key_id = "PUB_KEY_ID_" + "".join(secrets.choice(string.digits) for _ in range(34))
     apiv3_key = _random_text(32)
     merchant_serial = keys.certificate_serial(merchant_cert)
+    appsecrets = {name: _random_hex(32) for name in APPSECRET_KEYS}
 
     # The simulator's side: what WeChat Pay would know about this merchant.
     _write_secret(sandbox / "wechatpay_private_key.pem", keys.private_key_pem(platform_key))
@@ -114,6 +130,7 @@ def ensure_demo_credentials(instance: Path) -> None:
                 "merchant_serial": merchant_serial,
                 "public_key_id": public_key_id,
                 "apiv3_key": apiv3_key,
+                "apps": _demo_apps(appsecrets),
             },
             indent=2,
         ).encode(),
@@ -133,10 +150,73 @@ def ensure_demo_credentials(instance: Path) -> None:
                 "merchant_serial": merchant_serial,
                 "public_key_id": public_key_id,
                 "apiv3_key": apiv3_key,
+                **appsecrets,
             },
             indent=2,
         ).encode(),
     )
+    _ensure_demo_extras(instance, sandbox)
+
+
+# The demo appsecrets (official account, mini program): the OAuth / jscode2session secrets.
+APPSECRET_KEYS = ("appsecret", "miniprogram_appsecret")
+
+
+def _random_hex(length: int) -> str:
+    return secrets.token_hex(length // 2)
+
+
+def _rewrite_secret(path: Path, data: dict) -> None:
+    """Replace a JSON secret file atomically, keeping it owner-only."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    _write_secret(temporary, json.dumps(data, indent=2).encode())
+    os.replace(temporary, path)
+
+
+def _demo_apps(
+    appsecrets: dict[str, str], appid: str = DEMO_APPID, miniprogram_appid: str = DEMO_MINIPROGRAM_APPID
+) -> dict[str, dict[str, str]]:
+    """The simulator's view of the merchant's apps: which appid is which kind, and its secret."""
+    return {
+        appid: {"type": "official_account", "secret": appsecrets["appsecret"]},
+        miniprogram_appid: {"type": "miniprogram", "secret": appsecrets["miniprogram_appsecret"]},
+    }
+
+
+def _ensure_demo_appsecrets(shop: Path, sandbox: Path) -> None:
+    """Instances made before the appsecrets existed get them now, on both sides, once."""
+    credentials_file, merchant_file = shop / "credentials.json", sandbox / "merchant.json"
+    if not merchant_file.exists():
+        return  # not a simulator instance: the merchant's own credentials, never touched
+    stored = json.loads(credentials_file.read_text())
+    merchant = json.loads(merchant_file.read_text())
+    if all(stored.get(name) for name in APPSECRET_KEYS) and merchant.get("apps"):
+        return
+    appsecrets = {name: stored.get(name) or _random_hex(32) for name in APPSECRET_KEYS}
+    merchant["apps"] = _demo_apps(appsecrets, stored.get("appid", DEMO_APPID),
+                                  stored.get("miniprogram_appid", DEMO_MINIPROGRAM_APPID))
+    stored.update(appsecrets)
+    # The simulator's copy first: the shop's file is what says the set is complete.
+    _rewrite_secret(merchant_file, merchant)
+    _rewrite_secret(credentials_file, stored)
+
+
+def _ensure_demo_extras(instance: Path, sandbox: Path) -> None:
+    """The simulator's first platform certificate and the demo merchant-area password.
+
+    Idempotent: instances made before these existed get them on the next init or start.
+    """
+    from .models import utcnow
+    from .sandbox import platform_certs
+
+    if not (sandbox / "merchant.json").exists():
+        return  # not a simulator instance
+    platform_certs.ensure_initial(sandbox, utcnow())
+    password_file = instance / "merchant_password"
+    if not password_file.exists():
+        # Shown on the simulator console as the demo credential; MERCHANT_PASSWORD overrides it.
+        _write_secret(password_file, _random_text(16).encode())
 
 
 def seed_catalog() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +17,8 @@ from flask import Flask, current_app, has_request_context, request
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .wechatpay import Client, Notification, Verifier, aead
+from .wechatpay import Client, Exchange, Notification, Verifier, aead
+from .wechatpay.certificates import CertificateStore
 from .wechatpay.notify import parse_notification
 from .wechatpay.client import is_loopback_http
 from .wechatpay.keys import PrivateKey, PublicKey, certificate_serial, load_private_key, load_public_key
@@ -30,9 +31,15 @@ class Credentials:
     miniprogram_appid: str
     merchant_serial: str
     apiv3_key: str
-    public_key_id: str
+    public_key_id: str | None  # None: no WeChat Pay public key configured
     private_key: PrivateKey
-    public_key: PublicKey
+    public_key: PublicKey | None
+    # Optional: only the OAuth code exchange and mini program login need them.
+    appsecret: str | None = None
+    miniprogram_appsecret: str | None = None
+    # "public_key": requests name the PUB_KEY_ID, so answers are signed with it;
+    # "certificate": platform certificates from /v3/certificates (the legacy mode).
+    key_mode: str = "public_key"
 
 
 class Gateway:
@@ -40,11 +47,12 @@ class Gateway:
 
     def __init__(self, app: Flask) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # client() builds the verifier while holding it
         self._credentials: Credentials | None = None
         self._verifier: Verifier | None = None
         self._aes: AESGCM | None = None
         self._clients: dict[str, Client] = {}
+        self._certificates: CertificateStore | None = None
 
     def _load(self) -> Credentials:
         config = self._app.config
@@ -60,6 +68,13 @@ class Gateway:
 
         key_file = Path(config.get("WECHATPAY_MERCHANT_KEY_FILE") or folder / "apiclient_key.pem")
         public_key_file = Path(config.get("WECHATPAY_PUBLIC_KEY_FILE") or folder / "pub_key.pem")
+        public_key_id = config.get("WECHATPAY_PUBLIC_KEY_ID") or stored.get("public_key_id") or None
+        public_key = load_public_key(public_key_file.read_bytes()) if public_key_file.exists() else None
+        key_mode = choose_key_mode(config.get("WECHATPAY_KEY_MODE") or "auto", public_key_id, public_key)
+        if key_mode == "public_key" and (public_key_id is None or public_key is None):
+            raise RuntimeError("WECHATPAY_KEY_MODE=public_key needs WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY_FILE")
+        if public_key_id is None or public_key is None:
+            public_key_id, public_key = None, None  # half a public key is none
         serial = config.get("WECHATPAY_MERCHANT_SERIAL") or stored.get("merchant_serial")
         if not serial:
             serial = certificate_serial((folder / "apiclient_cert.pem").read_bytes())
@@ -69,9 +84,12 @@ class Gateway:
             miniprogram_appid=setting("WECHATPAY_MINIPROGRAM_APPID", "miniprogram_appid"),
             merchant_serial=serial,
             apiv3_key=setting("WECHATPAY_APIV3_KEY", "apiv3_key"),
-            public_key_id=setting("WECHATPAY_PUBLIC_KEY_ID", "public_key_id"),
+            public_key_id=public_key_id,
             private_key=load_private_key(key_file.read_bytes()),
-            public_key=load_public_key(public_key_file.read_bytes()),
+            public_key=public_key,
+            key_mode=key_mode,
+            appsecret=config.get("WECHATPAY_APPSECRET") or stored.get("appsecret"),
+            miniprogram_appsecret=config.get("WECHATPAY_MINIPROGRAM_APPSECRET") or stored.get("miniprogram_appsecret"),
         )
 
     @property
@@ -84,10 +102,31 @@ class Gateway:
 
     @property
     def verifier(self) -> Verifier:
+        """Knows the public key (if configured) and, through the store, the platform certificates:
+        during a switch-over WeChat Pay may sign with either, in both directions."""
         if self._verifier is None:
             creds = self.credentials
-            self._verifier = Verifier({creds.public_key_id: creds.public_key})
+            with self._lock:
+                if self._verifier is None:
+                    trusted = {creds.public_key_id: creds.public_key} if creds.public_key_id and creds.public_key else {}
+                    self._certificates = CertificateStore(
+                        self.aes, self._download_certificates,
+                        cache_dir=Path(self._app.instance_path) / "wechatpay" / "platform_certs",
+                        trusted=Verifier(trusted),
+                    )
+                    self._verifier = Verifier(trusted, fallback=self._certificates.lookup)
         return self._verifier
+
+    @property
+    def certificates(self) -> CertificateStore:
+        """The platform certificates this shop trusts (downloaded on an unknown serial)."""
+        self.verifier  # builds the store
+        assert self._certificates is not None
+        return self._certificates
+
+    def _download_certificates(self) -> tuple[dict[str, str], bytes]:
+        # The API base of the current request (simulator mode) or the configured one.
+        return self.client(api_base()).download_certificates()
 
     @property
     def aes(self) -> AESGCM:
@@ -98,6 +137,11 @@ class Gateway:
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify the raw bytes, then decrypt. :raise WeChatPayError: on any failure."""
         return parse_notification(headers, body, self.verifier, self.aes)
+
+    def _observer(self) -> Callable[[Exchange], None] | None:
+        # The flow record (services/flowlog.py) sees every request and answer; no Flask request needed.
+        flowlog = self._app.extensions.get("flowlog")
+        return flowlog.observe if flowlog is not None else None
 
     def client(self, api_base: str) -> Client:
         """The client for one API base, built on first use."""
@@ -115,11 +159,22 @@ class Gateway:
                     private_key=creds.private_key,
                     apiv3_key=creds.apiv3_key,
                     verifier=self.verifier,
-                    public_key_id=creds.public_key_id,
+                    # Certificate mode names no key: answers come signed by the newest certificate.
+                    public_key_id=creds.public_key_id if creds.key_mode == "public_key" else None,
                     api_base=api_base,
+                    observer=self._observer(),
                 )
                 self._clients[api_base] = found
         return found
+
+
+def choose_key_mode(setting: str, public_key_id: str | None, public_key: PublicKey | None) -> str:
+    """``WECHATPAY_KEY_MODE``: auto is public-key mode when the id and the key file are both set."""
+    if setting not in ("auto", "public_key", "certificate"):
+        raise RuntimeError(f"WECHATPAY_KEY_MODE must be auto, public_key or certificate, not {setting!r}")
+    if setting != "auto":
+        return setting
+    return "public_key" if public_key_id and public_key is not None else "certificate"
 
 
 def _check_url(name: str, url: str | None) -> None:

@@ -79,11 +79,16 @@ class Order(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # fen refunded to the payer so far (SUCCESS refunds of the order's payment); status stays
+    # "paid" while 0 < amount_refunded < amount_total, and becomes "refunded" at the total.
+    amount_refunded: Mapped[int] = mapped_column(default=0)
 
     payments: Mapped[list[Payment]] = relationship(
         back_populates="order", order_by="Payment.id.desc()", lazy="selectin"
     )
     events: Mapped[list[OrderEvent]] = relationship(order_by="OrderEvent.id", lazy="selectin")
+    refunds: Mapped[list[Refund]] = relationship(order_by="Refund.id.desc()", lazy="selectin",
+                                                 viewonly=True)
 
     @property
     def status_label(self) -> str:
@@ -101,11 +106,20 @@ class Payment(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.CREATED)
     amount_total: Mapped[int]  # fen, copied from the order when the attempt starts
     code_url: Mapped[str | None] = mapped_column(String(256))
+    h5_url: Mapped[str | None] = mapped_column(String(512))  # H5: lives 5 minutes, renewed on demand
+    h5_url_issued_at: Mapped[datetime | None]
+    payer_client_ip: Mapped[str | None] = mapped_column(String(45))  # H5: resent identically on renewal
+    prepay_id: Mapped[str | None] = mapped_column(String(64))  # JSAPI and mini program
+    appid: Mapped[str | None] = mapped_column(String(32))  # JSAPI/mini program: whose openid pays
+    openid: Mapped[str | None] = mapped_column(String(128))
     expires_at: Mapped[datetime]
     transaction_id: Mapped[str | None] = mapped_column(String(32))
     paid_at: Mapped[datetime | None]
     last_queried_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # fen held by refunds not CLOSED/failed: reserved with a conditional UPDATE before asking
+    # WeChat Pay, so two refunds racing can never exceed what was paid.
+    refund_reserved: Mapped[int] = mapped_column(default=0)
 
     order: Mapped[Order] = relationship(back_populates="payments")
 
@@ -151,3 +165,81 @@ class NotificationRecord(db.Model):
     outcome: Mapped[str] = mapped_column(String(16))  # applied, duplicate, ignored, rejected
     reason: Mapped[str] = mapped_column(String(200), default="")
     http_status: Mapped[int]
+
+
+class ProtocolMessage(db.Model):
+    """One message of an order's payment flow, as it crossed the wire (secrets redacted).
+
+    API calls the shop made, notifications it received, and events the shopper's pages
+    reported: the flow inspector at ``/orders/<order_no>/flow`` draws them.
+    """
+
+    __tablename__ = "protocol_messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    out_trade_no: Mapped[str | None] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # when it started
+    direction: Mapped[str] = mapped_column(String(8))  # out (shop asks), in (shop is told), browser
+    kind: Mapped[str] = mapped_column(String(32))  # prepay_native, query, close, notify_payment, qr_shown, ...
+    title: Mapped[str] = mapped_column(String(120))
+    origin: Mapped[str] = mapped_column(String(120), default="")  # what made the shop send it
+    method: Mapped[str | None] = mapped_column(String(8))
+    url: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[int | None]  # the HTTP status of the answer
+    request_headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    request_body: Mapped[str] = mapped_column(Text, default="")
+    response_headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    response_body: Mapped[str] = mapped_column(Text, default="")
+    signed_message: Mapped[str] = mapped_column(Text, default="")  # the canonical string the shop signed
+    verify_message: Mapped[str] = mapped_column(Text, default="")  # the canonical string it verified
+    verification: Mapped[str] = mapped_column(String(16), default="none")  # passed, failed, none
+    verify_serial: Mapped[str | None] = mapped_column(String(64))
+    checks: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of {name, ok, detail}
+    decrypted: Mapped[str] = mapped_column(Text, default="")  # a notification's resource, decrypted
+    error: Mapped[str] = mapped_column(String(300), default="")
+    elapsed_ms: Mapped[int | None]
+    truncated: Mapped[bool] = mapped_column(default=False)  # a field was cut to the size bound
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"  # asked (or about to ask) WeChat Pay; PROCESSING there, or the answer was lost
+    SUCCESS = "success"
+    ABNORMAL = "abnormal"  # needs a person (the payer's card frozen, ...): money still held
+    CLOSED = "closed"  # WeChat Pay closed it: the reserved amount is refundable again
+    FAILED = "failed"  # WeChat Pay refused to create it (4xx)
+
+
+REFUND_LABELS = {
+    RefundStatus.PENDING: _("退款处理中"),
+    RefundStatus.SUCCESS: _("退款成功"),
+    RefundStatus.ABNORMAL: _("退款异常"),
+    RefundStatus.CLOSED: _("退款关闭"),
+    RefundStatus.FAILED: _("退款申请失败"),
+}
+
+
+class Refund(db.Model):
+    """One refund of one payment, with its own ``out_refund_no`` (WeChat Pay's idempotency key)."""
+
+    __tablename__ = "refunds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    out_refund_no: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="order")  # order, or duplicate (a double payment)
+    amount: Mapped[int]  # fen
+    reason: Mapped[str] = mapped_column(String(80), default="")
+    status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PENDING, index=True)
+    refund_id: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str] = mapped_column(String(200), default="")
+    requested_by: Mapped[str] = mapped_column(String(16), default="merchant")  # merchant, system
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    succeeded_at: Mapped[datetime | None]
+    last_queried_at: Mapped[datetime | None]
+
+    payment: Mapped[Payment] = relationship()
+
+    @property
+    def status_label(self) -> str:
+        return REFUND_LABELS.get(RefundStatus(self.status), self.status)

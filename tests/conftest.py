@@ -158,3 +158,27 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def module_live_server(tmp_path_factory, instance_template):
+    """One live server for a whole module, for simulator tests that each use their own out_trade_no.
+
+    The notifier is off (nothing is delivered) and the shop's tables stay on SQLite.
+    """
+    instance = tmp_path_factory.mktemp("module-instance") / "instance"
+    shutil.copytree(instance_template, instance)
+    app = create_app(
+        {"TESTING": True, "SECRET_KEY": "test-secret", "SANDBOX_NOTIFIER": False, "SANDBOX_TIME_SCALE": 0.01,
+         "WECHATPAY_SANDBOX": True, "AUTO_INIT": False},
+        instance_path=str(instance),
+    )
+    bootstrap.initialise(app)
+    server = LiveServer(app)
+    yield server
+    server.stop()
+    app.extensions["sandbox"].stop()
+    with app.app_context():
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()

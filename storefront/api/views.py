@@ -45,6 +45,7 @@ def _order_json(order: Order) -> dict:
         "unit_price": order.unit_price,
         "created_at": _time(order.created_at),
         "paid_at": _time(order.paid_at),
+        "amount_refunded": order.amount_refunded,  # fen; status stays "paid" until it reaches the total
     }
 
 
@@ -94,6 +95,8 @@ def create_payment(order_no: str):
     found = orders.owned_order(order_no, shopper_id())
     method = data.get("method", "native")
     if method != "native":
-        raise ShopError("METHOD_NOT_SUPPORTED", _("暂不支持该支付方式：%(m)s", m=str(method)))
+        from . import scenes  # h5, jsapi, miniprogram
+
+        return scenes.create_payment(found, method, data), 201
     payment = payments.pay_native(found)
     return _payment_json(found, payment), 201

@@ -23,6 +23,11 @@ def pay(order_no: str):
     found = orders.owned_order(order_no, shopper_id())
     if found.status != OrderStatus.PENDING:
         return redirect(url_for("checkout.order", order_no=order_no))
+    from . import scenes as scene_pages  # its routes live on this blueprint too
+
+    method = scene_pages.chosen_method()
+    if method != "native":
+        return scene_pages.pay(found, method)  # H5, JSAPI, mini program web-view: checkout/scenes.py
     try:
         payment = payments.pay_native(found)
     except ShopError as exc:

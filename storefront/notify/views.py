@@ -2,6 +2,7 @@
 
 from flask import Blueprint, request
 
+from ..models import utcnow
 from ..services import payments
 
 bp = Blueprint("notify", __name__)
@@ -10,8 +11,24 @@ bp = Blueprint("notify", __name__)
 @bp.post("/wechatpay")
 def payment():
     """WeChat Pay reports a payment. Answer 204, a repeat included."""
+    received_at = utcnow()
     # The raw bytes: the signature covers them, not a re-serialised dict.
-    result = payments.handle_payment_notification(request.headers, request.get_data(cache=False))
+    body = request.get_data(cache=False)
+    # The handler also writes the flow inspector's record, committed with the payment itself.
+    result = payments.handle_payment_notification(request.headers, body, received_at)
+    if result.status < 300:
+        return "", 204
+    return {"code": "FAIL", "message": result.reason[:64] or "FAIL"}, result.status
+
+
+@bp.post("/wechatpay/refund")
+def refund():
+    """WeChat Pay reports a refund's end (REFUND.SUCCESS/ABNORMAL/CLOSED). Answer 204, a repeat included."""
+    from ..services import refunds
+
+    received_at = utcnow()
+    body = request.get_data(cache=False)
+    result = refunds.handle_refund_notification(request.headers, body, received_at)
     if result.status < 300:
         return "", 204
     return {"code": "FAIL", "message": result.reason[:64] or "FAIL"}, result.status

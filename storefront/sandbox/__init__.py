@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import click
 from flask import Flask, current_app
 
 from .notifier import Notifier
@@ -27,7 +28,8 @@ class Sandbox:
                 if self._platform is None:
                     config = self.app.config
                     self._platform = Platform(
-                        Path(self.app.instance_path), config["SANDBOX_MERCHANT_NAME"], config["SANDBOX_TIME_SCALE"]
+                        Path(self.app.instance_path), config["SANDBOX_MERCHANT_NAME"], config["SANDBOX_TIME_SCALE"],
+                        config=config,
                     )
         return self._platform
 
@@ -55,11 +57,29 @@ def sandbox() -> Sandbox:
 
 
 def register(app: Flask) -> None:
+    from . import tamper  # noqa: F401  adds the guided tour's tampered-notification control to bp
+    from . import console, views_api  # noqa: F401  # more routes on the same blueprint
     from .views import bp
 
     state = Sandbox(app)
     app.extensions["sandbox"] = state
     app.register_blueprint(bp, url_prefix="/sandbox")
+    from .scene_views import bp as scenes_bp, install_log_redaction
+
+    app.register_blueprint(scenes_bp, url_prefix="/sandbox")
+    install_log_redaction()
+
+    @app.cli.command("sandbox-rotate-cert")
+    @click.option("--overlap-hours", default=24 * 7, show_default=True, type=float,
+                  help="How long the previous certificate stays listed (simulator time).")
+    def rotate_cert(overlap_hours: float) -> None:
+        """Issue a new platform certificate for the simulator; the old one stays listed a while."""
+        from datetime import timedelta
+
+        platform = state.platform
+        cert = platform.certificates.rotate(platform.now(), timedelta(hours=overlap_hours))
+        listed = ", ".join(c.serial for c in platform.certificates.listed(platform.now()))
+        click.echo(f"new platform certificate {cert.serial}; now signing with it; listed: {listed}")
 
     @app.before_request
     def _start_notifier() -> None:

@@ -59,6 +59,9 @@ class SandboxNotification(db.Model):
     next_attempt_at: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    out_refund_no: Mapped[str | None] = mapped_column(String(64), index=True)  # REFUND.* events
+    # "payment"/"refund"; "probe": a deliberately mis-signed WECHATPAY/SIGNTEST/ delivery, sent once.
+    kind: Mapped[str] = mapped_column(String(16), default="payment")
 
     __table_args__ = (Index("ix_sandbox_notifications_due", "state", "next_attempt_at"),)
 
@@ -74,3 +77,63 @@ class SandboxDelivery(db.Model):
     http_status: Mapped[int | None]  # None: the shop could not be reached
     response_body: Mapped[str] = mapped_column(String(300), default="")
     error: Mapped[str] = mapped_column(String(200), default="")
+    signed_serial: Mapped[str | None] = mapped_column(String(64))  # the Wechatpay-Serial it carried
+    next_attempt_at: Mapped[datetime | None]  # simulator time of the retry this attempt scheduled
+
+
+class SandboxRefund(db.Model):
+    """A refund of a paid transaction (``POST /v3/refund/domestic/refunds``)."""
+
+    __bind_key__ = "sandbox"
+    __tablename__ = "sandbox_refunds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mchid: Mapped[str] = mapped_column(String(32))
+    out_refund_no: Mapped[str] = mapped_column(String(64))
+    refund_id: Mapped[str] = mapped_column(String(32), unique=True)
+    transaction_id: Mapped[str] = mapped_column(String(32), index=True)
+    out_trade_no: Mapped[str] = mapped_column(String(32), index=True)
+    amount_refund: Mapped[int]  # fen
+    amount_total: Mapped[int]  # fen, the transaction's total
+    reason: Mapped[str | None] = mapped_column(String(80))
+    notify_url: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="PROCESSING")  # SUCCESS, CLOSED, ABNORMAL
+    fingerprint: Mapped[str] = mapped_column(Text)  # the request body, for out_refund_no re-submissions
+    created_at: Mapped[datetime]  # simulator time
+    settle_at: Mapped[datetime]  # simulator time when PROCESSING ends by itself
+    success_time: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("mchid", "out_refund_no"),)
+
+
+class SandboxApiCall(db.Model):
+    """One API request the simulator received and what it answered: the console's call log.
+
+    Holds what crossed the wire and the canonical string verified; never the APIv3 key or a private key.
+    """
+
+    __bind_key__ = "sandbox"
+    __tablename__ = "sandbox_api_calls"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # real time (signatures use it)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))  # the canonical URL, without /sandbox
+    mchid: Mapped[str | None] = mapped_column(String(32), index=True)
+    wechatpay_serial: Mapped[str | None] = mapped_column(String(64))  # the request's Wechatpay-Serial
+    auth_ok: Mapped[bool] = mapped_column(default=False)
+    auth_result: Mapped[str] = mapped_column(String(300), default="")
+    signed_message: Mapped[str] = mapped_column(Text, default="")  # what the signature was checked over
+    request_headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    request_body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[int]
+    response_body: Mapped[str] = mapped_column(Text, default="")
+    response_serial: Mapped[str | None] = mapped_column(String(64))  # the key that signed the answer
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class SandboxSetting(db.Model):
+    """A simulator setting changed at run time (console, test control): clock offset, signing modes."""
+
+    __bind_key__ = "sandbox"
+    __tablename__ = "sandbox_settings"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)  # JSON

@@ -16,8 +16,8 @@ from flask import Flask
 from sqlalchemy import func, or_, select, update
 
 from ..extensions import db
-from ..models import utcnow
 from .models import SandboxDelivery, SandboxNotification
+from . import refunds
 from .simulator import Platform
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Notifier:
 
     def deliver_due(self) -> float:
         """Deliver every due notification once; return seconds until the next is due (capped)."""
-        now = utcnow()
+        now = self.platform.now()
         claimable = (SandboxNotification.state == "pending") & (SandboxNotification.next_attempt_at <= now) & or_(
             SandboxNotification.locked_until.is_(None), SandboxNotification.locked_until < now
         )
@@ -87,13 +87,14 @@ class Notifier:
                 claimed.append(notification_id)
         for future in [self._pool.submit(self._deliver_in_context, i) for i in claimed]:
             future.result()
+        refunds.settle_due(self.platform)  # refunds finish processing on the same clock
         next_due = db.session.scalar(
             select(func.min(SandboxNotification.next_attempt_at)).where(SandboxNotification.state == "pending")
         )
         db.session.commit()
         if next_due is None:
             return IDLE_WAIT_SECONDS
-        return max(0.02, min(IDLE_WAIT_SECONDS, (next_due - utcnow()).total_seconds()))
+        return max(0.02, min(IDLE_WAIT_SECONDS, (next_due - self.platform.now()).total_seconds()))
 
     def _deliver_in_context(self, notification_id: int) -> None:
         with self.app.app_context():
@@ -106,9 +107,12 @@ class Notifier:
             return None
         body, url, event_id, out_trade_no = (notification.body, notification.notify_url,
                                              notification.event_id, notification.out_trade_no)
+        probe = notification.kind == "probe"
         attempts = notification.attempts_count + 1
+        # Signed before the commit: choosing the key reads the settings, which would reopen a
+        # transaction (on SQLite, the write lock) and hold it while the shop answers.
+        headers = self.platform.notification_headers(body, probe=probe)
         db.session.commit()  # hold no database lock while the shop answers: it may need this one
-        headers = self.platform.notification_headers(body)
         status: int | None = None
         answer = error = ""
         try:
@@ -120,16 +124,22 @@ class Notifier:
         except requests.RequestException as exc:
             error = f"{exc.__class__.__name__}"[:200]
         values: dict = {"attempts_count": attempts, "locked_until": None}
-        if status in (200, 204):
+        if probe:
+            # Sent once: a shop that verifies answers 4xx/5xx; one that says 200/204 does not verify.
+            values.update(state="probe_refused" if status is None or status >= 300 else "probe_accepted",
+                          next_attempt_at=None)
+        elif status in (200, 204):
             values.update(state="delivered", next_attempt_at=None)
         else:
             gap = self.platform.retry_gap(attempts)
             if gap is None:
                 values.update(state="failed", next_attempt_at=None)
             else:
-                values.update(next_attempt_at=utcnow() + gap)
-        db.session.add(SandboxDelivery(notification_id=notification_id, http_status=status,
-                                       response_body=answer, error=error))
+                values.update(next_attempt_at=self.platform.now() + gap)
+        db.session.add(SandboxDelivery(notification_id=notification_id, http_status=status, at=self.platform.now(),
+                                       response_body=answer, error=error,
+                                       signed_serial=headers.get("Wechatpay-Serial"),
+                                       next_attempt_at=values.get("next_attempt_at")))
         db.session.execute(update(SandboxNotification).where(SandboxNotification.id == notification_id)
                            .values(**values))
         db.session.commit()

@@ -29,6 +29,8 @@ from ..wechatpay.signing import parse_authorization, request_message, sign_respo
 from ..wechatpay.times import format_time, parse_time
 from ..wechatpay.verify import MAX_SKEW_SECONDS, verify_signature
 from .models import SandboxNotification, SandboxTransaction
+from .platform_certs import PlatformCertificates
+from .settings import Settings
 
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_*|-]{6,32}$")
 CODE_URL_LIFETIME = timedelta(hours=2)
@@ -37,7 +39,9 @@ MIN_EXPIRY = timedelta(minutes=1)
 MAX_EXPIRY = timedelta(days=90)
 # WeChat Pay's notification retry gaps (seconds): 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
 RETRY_INTERVALS_SECONDS = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
-FAILURE_RESULTS = {"PAYERROR", "NOTENOUGH", "CANCEL"}
+# What the payer may choose instead of paying. USERPAYING: still entering the password; the
+# order stays payable and queries answer trade_state USERPAYING until the payer finishes.
+FAILURE_RESULTS = {"PAYERROR", "NOTENOUGH", "CANCEL", "USERPAYING"}
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -62,6 +66,34 @@ def param_error(field: str, issue: str, value: Any = None, location: str = "body
     return ApiFailure(400, "PARAM_ERROR", "参数错误", detail)
 
 
+def _has_four_byte_char(text: str) -> bool:
+    return any(ord(ch) > 0xFFFF for ch in text)
+
+
+def four_byte_field(text: str) -> str | None:
+    """JSON pointer of the first value holding a 4-byte UTF-8 character (an emoji); None if none.
+
+    Checked on the parsed values: ``ensure_ascii`` JSON (the wechatpayv3 SDK's) spells an emoji
+    as a ``\\ud83d\\ude00`` escape that a scan of the raw text misses. "" if only unparsable text has one.
+    """
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return "" if _has_four_byte_char(text) else None
+
+    def walk(value: Any, pointer: str) -> str | None:
+        if isinstance(value, str):
+            return pointer if _has_four_byte_char(value) else None
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            found = walk(str(key), f"{pointer}/{key}") or walk(item, f"{pointer}/{key}")
+            if found is not None:
+                return found
+        return None
+
+    return walk(data, "")
+
+
 @dataclass(frozen=True)
 class Merchant:
     mchid: str
@@ -74,8 +106,11 @@ class Merchant:
 class Platform:
     """The simulator's keys and merchant registry; built once per app (``app.extensions``)."""
 
-    def __init__(self, instance: Path, merchant_name: str, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, instance: Path, merchant_name: str, time_scale: float = 1.0, config: dict | None = None
+    ) -> None:
         folder = instance / "sandbox"
+        app_config = config
         config = json.loads((folder / "merchant.json").read_text())
         self.merchant = Merchant(
             mchid=config["mchid"],
@@ -88,6 +123,16 @@ class Platform:
         self.private_key = keys.load_private_key((folder / "wechatpay_private_key.pem").read_bytes())
         self.aes = aead.cipher(config["apiv3_key"])
         self.time_scale = time_scale
+        # The legacy platform certificates (GET /v3/certificates), rotated from the console or CLI.
+        self.certificates = PlatformCertificates(folder)
+        self.settings = Settings(app_config or {})
+
+    def now(self) -> datetime:
+        """Simulator time (naive UTC): real time plus the console's fast-forward offset.
+
+        Drives time_expire, the code_url/h5_url lifetimes, retries and refunds; never signatures.
+        """
+        return self.settings.now()
 
     # -- the wire ----------------------------------------------------------------------------
 
@@ -112,7 +157,8 @@ class Platform:
         if skew > MAX_SKEW_SECONDS:
             raise ApiFailure(401, "SIGN_ERROR", "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟")
         wanted_serial = headers.get("Wechatpay-Serial")
-        if wanted_serial and wanted_serial != self.merchant.public_key_id:
+        if (wanted_serial and wanted_serial != self.merchant.public_key_id
+                and self.certificates.find(wanted_serial, self.now()) is None):
             raise ApiFailure(400, "INVALID_REQUEST", "Wechatpay-Serial 无效，请使用微信支付公钥ID或有效的平台证书序列号")
         try:
             text = body.decode("utf-8")
@@ -129,14 +175,32 @@ class Platform:
                     "truncated_sign_message": message[:100],
                 },
             }) from None
-        if any(ord(ch) > 0xFFFF for ch in text):
-            raise ApiFailure(400, "PARAM_ERROR", "请求参数中包含4字节UTF-8字符（如emoji），请删除后重试")
+        field = four_byte_field(text)
+        if field is not None:
+            detail = {"field": field, "location": "body", "issue": "包含4字节UTF-8字符"} if field else None
+            raise ApiFailure(400, "PARAM_ERROR", "请求参数中包含4字节UTF-8字符（如emoji），请删除后重试", detail)
         return self.merchant
 
-    def signed(self, status: int, data: dict[str, Any] | None) -> tuple[bytes, int, dict[str, str]]:
+    def answer_key(self, requested_serial: str | None) -> tuple[keys.PrivateKey, str]:
+        """(private key, Wechatpay-Serial) for an answer, by WeChat Pay's switch-over rule.
+
+        A request naming the PUB_KEY_ID gets the public key; any other gets the newest platform
+        certificate. The console can pin either instead (``answer_signing``).
+        """
+        mode = self.settings.get("answer_signing")
+        # A request naming a PUB_KEY_ID (even a wrong one, answered 400) is in public-key mode.
+        if mode == "public_key" or (mode == "rule" and (requested_serial or "").startswith("PUB_KEY_ID_")):
+            return self.private_key, self.merchant.public_key_id
+        newest = self.certificates.newest(self.now())
+        return newest.private_key, newest.serial
+
+    def signed(
+        self, status: int, data: dict[str, Any] | None, requested_serial: str | None = None
+    ) -> tuple[bytes, int, dict[str, str]]:
         """Body, status and headers of a signed answer (errors are signed too: harmless, faithful)."""
         body = json_body(data).encode("utf-8") if data is not None else b""
-        headers = sign_response(self.private_key, self.merchant.public_key_id, body)
+        private_key, serial = self.answer_key(requested_serial)
+        headers = sign_response(private_key, serial, body)
         headers["Request-ID"] = str(uuid.uuid4())
         if data is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
@@ -178,7 +242,7 @@ class Platform:
         attach = data.get("attach")
         if attach is not None and (not isinstance(attach, str) or len(attach) > 128):
             raise param_error("/attach", "须为不超过128个字符的字符串")
-        now = utcnow()
+        now = self.now()
         time_expire_text = data.get("time_expire")
         if time_expire_text is None:
             expire = now + DEFAULT_EXPIRY
@@ -200,7 +264,7 @@ class Platform:
         existing = self.find(merchant.mchid, fields["out_trade_no"])
         if existing is not None:
             return self._resubmit(existing, trade_type, fields)
-        now = utcnow()
+        now = self.now()
         txn = SandboxTransaction(
             mchid=merchant.mchid, trade_type=trade_type, created_at=now,
             code_expires_at=now + CODE_URL_LIFETIME, trade_state="NOTPAY",
@@ -239,7 +303,7 @@ class Platform:
 
     def expired(self, txn: SandboxTransaction, now: datetime | None = None) -> bool:
         """Past ``time_expire`` or the 2-hour code_url lifetime: no longer payable."""
-        now = now or utcnow()
+        now = now or self.now()
         return now >= txn.time_expire or now >= txn.code_expires_at
 
     def query(self, merchant: Merchant, out_trade_no: str) -> dict[str, Any]:
@@ -251,7 +315,7 @@ class Platform:
         if fault == "SYSTEM_ERROR":
             raise ApiFailure(500, "SYSTEM_ERROR", "系统错误")
         data = self.describe(txn)
-        if fault == "USERPAYING" and txn.trade_state == "NOTPAY":
+        if (fault == "USERPAYING" or txn.last_payer_result == "USERPAYING") and txn.trade_state == "NOTPAY":
             data.update(trade_state="USERPAYING", trade_state_desc="用户支付中（输入密码）")
         return data
 
@@ -304,13 +368,14 @@ class Platform:
         db.session.execute(
             update(SandboxTransaction)
             .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
-            .values(trade_state="CLOSED")
+            .values(trade_state="CLOSED", last_payer_result=None)
         )
         db.session.commit()
         db.session.refresh(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
             raise ApiFailure(400, "ORDERPAID", "订单已支付")
-        # Closing an already-closed order answers 204 again, as the real API does.
+        # Closing an already-closed order answers 204 again, as the real API does (reference §9.3);
+        # ORDER_CLOSED is for ordering or paying a closed one.
 
     # -- the payer ---------------------------------------------------------------------------
 
@@ -325,7 +390,7 @@ class Platform:
             return False, "ORDERPAID"
         if txn.trade_state == "CLOSED":
             return False, "ORDER_CLOSED"
-        now = utcnow()
+        now = self.now()
         if self.expired(txn, now):
             return False, "ORDER_EXPIRED"
         if result != "SUCCESS":
@@ -362,7 +427,7 @@ class Platform:
         nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
         event_id = str(uuid.uuid4())
         outer = {
-            "id": event_id, "create_time": format_time(utcnow()), "resource_type": "encrypt-resource",
+            "id": event_id, "create_time": format_time(self.now()), "resource_type": "encrypt-resource",
             "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
             "resource": {
                 "original_type": "transaction", "algorithm": aead.ALGORITHM,
@@ -388,7 +453,7 @@ class Platform:
         elif kind != "normal":
             raise ValueError(shape)
         event_id, body = self.payment_notification_body(txn)
-        due = utcnow() + timedelta(seconds=delay)
+        due = self.now() + timedelta(seconds=delay)
         rows = [
             SandboxNotification(
                 event_id=event_id, out_trade_no=txn.out_trade_no, event_type="TRANSACTION.SUCCESS",
@@ -407,9 +472,40 @@ class Platform:
             return None
         return timedelta(seconds=RETRY_INTERVALS_SECONDS[attempts_done - 1] * self.time_scale)
 
-    def notification_headers(self, body: str) -> dict[str, str]:
-        """Fresh timestamp, nonce and signature for each delivery, so the 5-minute window holds."""
-        headers = sign_response(self.private_key, self.merchant.public_key_id, body.encode("utf-8"))
+    def notification_key(self) -> tuple[keys.PrivateKey, str]:
+        """(private key, serial) that signs the next notification delivery.
+
+        ``auto`` follows the key the merchant's latest request named (PUB_KEY_ID or not);
+        ``switching`` alternates at random, as WeChat Pay ramps notifications over during migration.
+        """
+        mode = self.settings.get("notify_signing")
+        if mode == "auto":
+            from .models import SandboxApiCall  # the call log says which key the merchant uses
+
+            latest = db.session.execute(
+                select(SandboxApiCall.id, SandboxApiCall.wechatpay_serial)
+                .where(SandboxApiCall.mchid == self.merchant.mchid, SandboxApiCall.auth_ok.is_(True))
+                .order_by(SandboxApiCall.id.desc()).limit(1)
+            ).first()
+            # No call yet, or one naming the PUB_KEY_ID: public-key mode; otherwise certificate mode.
+            named = latest is None or latest.wechatpay_serial == self.merchant.public_key_id
+            mode = "public_key" if named else "certificate"
+        elif mode == "switching":
+            mode = "public_key" if secrets.randbelow(2) else "certificate"
+        if mode == "public_key":
+            return self.private_key, self.merchant.public_key_id
+        newest = self.certificates.newest(self.now())
+        return newest.private_key, newest.serial
+
+    def notification_headers(self, body: str, probe: bool = False) -> dict[str, str]:
+        """Fresh timestamp, nonce and signature for each delivery, so the 5-minute window holds.
+
+        ``probe``: a deliberately wrong ``WECHATPAY/SIGNTEST/…`` signature that a shop must refuse.
+        """
+        private_key, serial = self.notification_key()
+        headers = sign_response(private_key, serial, body.encode("utf-8"))
+        if probe:
+            headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"][19:]
         headers["Content-Type"] = "application/json"
         headers["Request-ID"] = str(uuid.uuid4())
         return headers

@@ -38,14 +38,23 @@ def signed_api(view):
 
     @wraps(view)
     def wrapper(**kwargs):
+        from . import calllog
+
         platform = sandbox().platform
         body = request.get_data(cache=True)
+        call = calllog.CallRecord.start(request.method, canonical_url(), request.headers, body)
         try:
-            merchant = platform.authenticate(request.method, canonical_url(), request.headers, body)
+            merchant = platform.authenticate(request.method, call.path, request.headers, body)
+            call.auth_ok, call.auth_result = True, "验签通过"
+            calllog.check_rate(platform, merchant)
             status, data = view(platform, merchant, **kwargs)
         except ApiFailure as exc:
             status, data = exc.status, exc.body()
-        payload, status, headers = platform.signed(status, data)
+            if not call.auth_ok:
+                call.auth_result = f"{exc.code}: {exc.message}"
+        # The answer's key follows the request's Wechatpay-Serial (the switch-over rule).
+        payload, status, headers = platform.signed(status, data, request.headers.get("Wechatpay-Serial"))
+        calllog.record(call, status, payload, headers)
         return Response(payload, status, headers)
 
     return wrapper
@@ -88,7 +97,8 @@ RESULT_MESSAGES = {
     "SUCCESS": "支付成功",
     "CANCEL": "已取消支付",
     "NOTENOUGH": "零钱余额不足，请更换支付方式",
-    "PAYERROR": "支付失败，请稍后再试",
+    "PAYERROR": "银行系统异常，支付失败，请稍后再试",
+    "USERPAYING": "支付处理中：付款人正在输入密码",
     "ORDERPAID": "该订单已支付，请勿重复支付",
     "ORDER_CLOSED": "订单已关闭",
     "ORDER_EXPIRED": "二维码已过期，请让商家重新生成",
@@ -118,6 +128,7 @@ def scan():
         "sandbox/scan.html", txn=view, message=RESULT_MESSAGES.get(request.args.get("result", "")),
         pay_url=url_for("sandbox.scan_pay", pr=txn.pay_token),
         cancel_url=url_for("sandbox.scan_cancel", pr=txn.pay_token),
+        fail_url=url_for("sandbox.scan_fail", pr=txn.pay_token),
     )
 
 
@@ -162,7 +173,7 @@ def control_pay():
     result = data.get("result", "SUCCESS")
     shape = data.get("notify", "normal")
     if result != "SUCCESS" and result not in FAILURE_RESULTS:
-        return _control_error(400, "PARAM_ERROR", "result 须为 SUCCESS、PAYERROR、NOTENOUGH 或 CANCEL")
+        return _control_error(400, "PARAM_ERROR", "result 须为 SUCCESS、PAYERROR、NOTENOUGH、CANCEL 或 USERPAYING")
     if not _valid_shape(shape):
         return _control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
     state = sandbox()
@@ -223,12 +234,15 @@ def control_notifications():
             select(SandboxDelivery).where(SandboxDelivery.notification_id.in_(deliveries)).order_by(SandboxDelivery.id)
         ):
             deliveries[delivery.notification_id].append(
-                {"at": _iso(delivery.at), "http_status": delivery.http_status, "error": delivery.error or None}
+                {"at": _iso(delivery.at), "http_status": delivery.http_status, "error": delivery.error or None,
+                 "response_body": delivery.response_body, "serial": delivery.signed_serial,
+                 "next_attempt_at": _iso(delivery.next_attempt_at)}
             )
     return {
         "notifications": [
             {"id": row.id, "event_id": row.event_id, "out_trade_no": row.out_trade_no,
              "event_type": row.event_type, "notify_url": row.notify_url, "state": row.state,
+             "kind": row.kind, "out_refund_no": row.out_refund_no,
              "next_attempt_at": _iso(row.next_attempt_at), "attempts": deliveries[row.id]}
             for row in rows
         ]
@@ -253,10 +267,4 @@ def _iso(moment):
 # -- the console ----------------------------------------------------------------------------
 
 
-@bp.get("/")
-def index():
-    transactions = list(db.session.scalars(
-        select(SandboxTransaction).order_by(SandboxTransaction.id.desc()).limit(100)))
-    notifications = list(db.session.scalars(
-        select(SandboxNotification).order_by(SandboxNotification.id.desc()).limit(100)))
-    return render_template("sandbox/index.html", transactions=transactions, notifications=notifications)
+# The console's pages (``sandbox.index`` and the rest) live in console.py.

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app
+from sqlalchemy import select
 
 from .. import gateway
 from ..extensions import db
@@ -17,7 +19,7 @@ from ..i18n import _
 from ..models import NotificationRecord, Order, OrderStatus, Payment, PaymentStatus, utcnow
 from ..wechatpay import APIError, Transaction, WeChatPayError
 from ..wechatpay.times import parse_time
-from . import orders
+from . import flowlog, orders
 from .orders import OrderError, PaymentOutcome
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,9 @@ def close_at_wechat(payment: Payment, cause: str) -> bool:
         if exc.code == "ORDERPAID":
             query_and_apply(payment, cause="query")
             return False
-        if exc.code != "ORDER_NOT_EXIST":  # never reached WeChat Pay: nothing to close there
+        # ORDER_NOT_EXIST: never reached WeChat Pay, nothing to close there. ORDER_CLOSED: already
+        # closed there (another job run, or a crash before the local close): finish locally.
+        if exc.code not in ("ORDER_NOT_EXIST", "ORDER_CLOSED"):
             raise
     orders.close_payment(payment.id, cause)
     return True
@@ -116,13 +120,15 @@ def query_and_apply(payment: Payment, cause: str = "query") -> Transaction:
     _end_transaction()
     transaction, _response = gateway.client().query_by_out_trade_no(out_trade_no)
     if transaction.trade_state in PAID_TRADE_STATES and transaction.transaction_id:
-        orders.apply_payment(
+        outcome = orders.apply_payment(
             out_trade_no,
             transaction_id=transaction.transaction_id,
             amount_total=transaction.amount_total,
             paid_at=_paid_at(transaction),
             cause=cause,
         )
+        if outcome == PaymentOutcome.DOUBLE:
+            refund_double_payment(out_trade_no)
     elif transaction.trade_state == "CLOSED":
         orders.close_payment(payment.id, cause)
     return transaction
@@ -159,26 +165,37 @@ class NotifyResult:
     reason: str = ""
 
 
-def handle_payment_notification(headers, body: bytes) -> NotifyResult:
-    """Verify, decrypt, check and apply one payment notification; record what happened."""
+def handle_payment_notification(headers, body: bytes, received_at: datetime | None = None) -> NotifyResult:
+    """Verify, decrypt, check and apply one payment notification; record what happened.
+
+    Each check is noted in a ``flowlog.NotificationTrace`` as it runs, and the flow inspector's
+    record is committed with the payment: one verification, one decryption, one commit.
+    """
     gw = gateway.gateway()
+    trace = flowlog.NotificationTrace(headers, body, received_at)
+    event = transaction = None
     event_id = event_type = out_trade_no = None
     try:
         event = gw.parse_notification(headers, body)
+        trace.parsed(event)
         event_id, event_type = event.id, event.event_type
         if event_type != "TRANSACTION.SUCCESS":
             # Basic payments notify only successes; acknowledge anything else so it stops.
-            return _finish(NotifyResult(204, "ignored", f"event {event_type}"), event_id, event_type, None)
+            return _finish(NotifyResult(204, "ignored", f"event {event_type}"), event_id, event_type, None,
+                           trace=trace)
         transaction = event.transaction()
         out_trade_no = transaction.out_trade_no
         creds = gw.credentials
-        if transaction.mchid != creds.mchid:
-            return _finish(NotifyResult(400, "rejected", "mchid is not ours"), event_id, event_type, out_trade_no)
-        if transaction.appid not in (creds.appid, creds.miniprogram_appid):
-            return _finish(NotifyResult(400, "rejected", "appid is not ours"), event_id, event_type, out_trade_no)
-        if transaction.trade_state != "SUCCESS" or not transaction.transaction_id:
+        if not trace.check("mchid", transaction.mchid == creds.mchid, transaction.mchid):
+            return _finish(NotifyResult(400, "rejected", "mchid is not ours"), event_id, event_type, out_trade_no,
+                           trace=trace)
+        if not trace.check("appid", transaction.appid in (creds.appid, creds.miniprogram_appid), transaction.appid):
+            return _finish(NotifyResult(400, "rejected", "appid is not ours"), event_id, event_type, out_trade_no,
+                           trace=trace)
+        if not trace.check("trade_state", transaction.trade_state == "SUCCESS" and bool(transaction.transaction_id),
+                           f"{transaction.trade_state} {transaction.transaction_id or ''}".strip()):
             return _finish(NotifyResult(400, "rejected", f"trade_state {transaction.trade_state}"),
-                           event_id, event_type, out_trade_no)
+                           event_id, event_type, out_trade_no, trace=trace)
         outcome = orders.apply_payment(
             out_trade_no,
             transaction_id=transaction.transaction_id,
@@ -186,24 +203,55 @@ def handle_payment_notification(headers, body: bytes) -> NotifyResult:
             paid_at=_paid_at(transaction),
             cause="notify",
             wechat_ref=event_id,
+            commit=False,  # committed by _finish together with the records: one commit, atomic
         )
     except WeChatPayError as exc:
-        return _finish(NotifyResult(401, "rejected", str(exc)), event_id, event_type, out_trade_no)
+        if event is None:
+            trace.refused(exc)  # the signature or the decryption failed
+        else:
+            trace.check("decrypt", False, str(exc))  # it opened, but is not a transaction
+        return _finish(NotifyResult(401, "rejected", str(exc)), event_id, event_type, out_trade_no, trace=trace)
     except OrderError as exc:
-        return _finish(NotifyResult(exc.status, "rejected", exc.message), event_id, event_type, out_trade_no)
+        if transaction is not None:
+            # apply_payment found no such attempt, or another amount: show what it compared.
+            expected = db.session.scalar(select(Payment.amount_total).where(Payment.out_trade_no == out_trade_no))
+            trace.check("amount", expected is not None and transaction.amount_total == expected,
+                        f"{transaction.amount_total} / {expected if expected is not None else '?'}")
+        return _finish(NotifyResult(exc.status, "rejected", exc.message), event_id, event_type, out_trade_no,
+                       trace=trace)
+    # apply_payment accepted the amount: it equals the attempt's.
+    trace.check("amount", True, f"{transaction.amount_total} / {transaction.amount_total}")
     status_by_outcome = {PaymentOutcome.DUPLICATE: "duplicate"}
-    return _finish(NotifyResult(204, status_by_outcome.get(outcome, str(outcome))), event_id, event_type, out_trade_no)
+    result = _finish(NotifyResult(204, status_by_outcome.get(outcome, str(outcome))), event_id, event_type,
+                     out_trade_no, keep=True, trace=trace)
+    if outcome == PaymentOutcome.DOUBLE:
+        refund_double_payment(out_trade_no)
+    return result
 
 
-def _finish(result: NotifyResult, event_id: str | None, event_type: str | None, out_trade_no: str | None) -> NotifyResult:
+def refund_double_payment(out_trade_no: str) -> None:
+    """The order was already paid through another attempt: give this payment back, once."""
+    from . import refunds  # refunds builds on this module
+
+    refunds.refund_double_payment(out_trade_no)
+
+
+def _finish(result: NotifyResult, event_id: str | None, event_type: str | None, out_trade_no: str | None,
+            keep: bool = False, trace: flowlog.NotificationTrace | None = None) -> NotifyResult:
+    """Record the notification (and its flow ``trace``) and commit; ``keep``: commit the applied payment with it."""
     if result.outcome == "rejected":
         log.warning("notification %s rejected (%s): %s", event_id or "-", result.status, result.reason)
-    db.session.rollback()  # nothing half-done from a refused notification may be committed
+    if not keep:
+        db.session.rollback()  # nothing half-done from a refused notification may be committed
     db.session.add(
         NotificationRecord(
             notification_id=event_id, event_type=event_type, out_trade_no=out_trade_no,
             outcome=result.outcome, reason=result.reason[:200], http_status=result.status,
         )
     )
+    if trace is not None:
+        # Same transaction, same commit: no second lock or fsync, and no record of a payment
+        # that did not commit (nor a payment without its record).
+        flowlog.add_notification(trace, result)
     db.session.commit()
     return result

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .errors import APIError, SignatureError, TransportError
 from .keys import PrivateKey
 from .notify import Notification, Transaction, parse_notification
+from .refunds import RefundResult
 from .signing import pay_params, sign_request
 from .times import format_time
 from .verify import Verification, Verifier
@@ -103,8 +104,13 @@ class Client:
         path: str,
         body: Mapping[str, Any] | None = None,
         query: Mapping[str, str] | None = None,
+        *,
+        verify: bool = True,
     ) -> Response:
-        """Send one signed request; verify a 2xx answer. :raise APIError, SignatureError, TransportError:"""
+        """Send one signed request; verify a 2xx answer. :raise APIError, SignatureError, TransportError:
+
+        ``verify=False`` only for ``/v3/certificates``, which is verified after decryption.
+        """
         # Sign the path relative to the API base (/v3/...), as WeChat Pay sees it at its host root.
         canonical_url = path + ("?" + urlencode(query) if query else "")
         text = json_body(body) if body is not None else ""
@@ -151,7 +157,8 @@ class Client:
         try:
             if answer.status_code >= 300:
                 raise self._api_error(answer.status_code, raw, exchange.request_id)
-            exchange.verification = self.verifier.verify(answer.headers, raw)
+            if verify:
+                exchange.verification = self.verifier.verify(answer.headers, raw)
             data = json.loads(raw) if raw else {}
         except SignatureError as exc:
             exchange.error = f"answer refused: {exc}"
@@ -222,6 +229,51 @@ class Client:
         )
         return self.request("POST", "/v3/pay/transactions/native", body)
 
+    def prepay_h5(
+        self,
+        *,
+        description: str,
+        out_trade_no: str,
+        amount_total: int,
+        notify_url: str,
+        time_expire: datetime,
+        payer_client_ip: str,
+        h5_type: str = "Wap",
+        attach: str | None = None,
+    ) -> Response:
+        """``POST /v3/pay/transactions/h5``; ``data["h5_url"]`` lives 5 minutes. Calling again with
+        identical parameters is how WeChat Pay hands out a fresh ``h5_url`` for the same order."""
+        body = self._order_body(
+            appid=None, description=description, out_trade_no=out_trade_no, amount_total=amount_total,
+            notify_url=notify_url, time_expire=time_expire, attach=attach,
+        )
+        # The payer's real IP: WeChat compares it with the IP that opens h5_url.
+        body["scene_info"] = {"payer_client_ip": payer_client_ip, "h5_info": {"type": h5_type}}
+        return self.request("POST", "/v3/pay/transactions/h5", body)
+
+    def prepay_jsapi(
+        self,
+        *,
+        description: str,
+        out_trade_no: str,
+        amount_total: int,
+        notify_url: str,
+        time_expire: datetime,
+        openid: str,
+        appid: str | None = None,
+        attach: str | None = None,
+    ) -> Response:
+        """``POST /v3/pay/transactions/jsapi`` (JSAPI and mini program): ``data["prepay_id"]``.
+
+        ``appid`` is the mini program's for the mini program scene; ``openid`` must belong to it.
+        """
+        body = self._order_body(
+            appid=appid, description=description, out_trade_no=out_trade_no, amount_total=amount_total,
+            notify_url=notify_url, time_expire=time_expire, attach=attach,
+        )
+        body["payer"] = {"openid": openid}
+        return self.request("POST", "/v3/pay/transactions/jsapi", body)
+
     def query_by_out_trade_no(self, out_trade_no: str) -> tuple[Transaction, Response]:
         """``GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=``."""
         response = self.request(
@@ -238,6 +290,46 @@ class Client:
     def pay_params(self, prepay_id: str, appid: str | None = None) -> dict[str, str]:
         """Signed parameters for ``getBrandWCPayRequest`` / ``wx.requestPayment``."""
         return pay_params(self._private_key, appid or self.appid, prepay_id)
+
+    # -- platform certificates and refunds ------------------------------------------------
+
+    def download_certificates(self) -> tuple[dict[str, str], bytes]:
+        """``GET /v3/certificates``: (headers, raw body), not yet verified (see certificates.py)."""
+        response = self.request("GET", "/v3/certificates", verify=False)
+        return response.exchange.response_headers, response.exchange.response_body.encode("utf-8")
+
+    def refund(
+        self,
+        *,
+        out_refund_no: str,
+        amount_refund: int,
+        amount_total: int,
+        out_trade_no: str | None = None,
+        transaction_id: str | None = None,
+        reason: str | None = None,
+        notify_url: str | None = None,
+    ) -> tuple[RefundResult, Response]:
+        """``POST /v3/refund/domestic/refunds`` (no mchid in the body: the signature names the merchant).
+
+        Retry with the same ``out_refund_no``: WeChat Pay refunds it once.
+        """
+        body: dict[str, Any] = {"out_refund_no": out_refund_no}
+        if transaction_id:
+            body["transaction_id"] = transaction_id
+        else:
+            body["out_trade_no"] = out_trade_no
+        if reason:
+            body["reason"] = reason
+        if notify_url:
+            body["notify_url"] = notify_url
+        body["amount"] = {"refund": amount_refund, "total": amount_total, "currency": "CNY"}
+        response = self.request("POST", "/v3/refund/domestic/refunds", body)
+        return RefundResult.from_dict(response.data), response
+
+    def query_refund(self, out_refund_no: str) -> tuple[RefundResult, Response]:
+        """``GET /v3/refund/domestic/refunds/{out_refund_no}``. :raise APIError: 404 RESOURCE_NOT_EXISTS."""
+        response = self.request("GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}")
+        return RefundResult.from_dict(response.data), response
 
     # -- notifications -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -56,8 +56,15 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 class Verifier:
     """Holds WeChat Pay's verification keys by serial and checks signed messages."""
 
-    def __init__(self, keys: Mapping[str, PublicKey] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, PublicKey] | None = None,
+        *,
+        fallback: Callable[[str], PublicKey | None] | None = None,
+    ) -> None:
         self._keys: dict[str, PublicKey] = dict(keys or {})
+        # Asked for a serial none of ``keys`` matches: platform certificates, downloaded on demand.
+        self.fallback = fallback
 
     def add_key(self, serial: str, public_key: PublicKey) -> None:
         """Trust one more key: the public key id, or a platform certificate's serial."""
@@ -72,6 +79,8 @@ class Verifier:
             # Certificate serials are hex numbers: WeChat may write leading zeros or another case
             # than certificate_serial() does, so compare them as numbers (PUB_KEY_ID_… stays exact).
             key = next((k for known, k in self._keys.items() if same_serial(known, serial)), None)
+        if key is None and self.fallback is not None:
+            key = self.fallback(serial)
         return key
 
     @property
