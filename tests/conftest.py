@@ -182,3 +182,37 @@ def module_live_server(tmp_path_factory, instance_template):
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+
+
+# -- the real browser, shared by every browser test ---------------------------------------------
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")  # Debian's; never a downloaded build
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+def _browser_unavailable(reason: str):
+    """No usable browser: a failure in CI (the check must not silently vanish), a skip locally."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"browser tests need Chromium and Playwright: {reason}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {reason} (set CI=1 to make this a failure)")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, launched once per test run."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        _browser_unavailable(f"the playwright package is not installed ({exc})")
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        _browser_unavailable(f"no Chromium executable at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+    with sync_playwright() as playwright:
+        try:
+            instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            _browser_unavailable(f"Chromium at {CHROMIUM} did not start: {exc}")
+        yield instance
+        instance.close()

@@ -6,7 +6,6 @@ Screenshots of the key pages land in ``test-artifacts/`` (git-ignored).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -16,11 +15,6 @@ from conftest import wait_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 STEP_TIMEOUT_MS = 10_000
 PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
@@ -32,22 +26,6 @@ DESKTOP = {"viewport": {"width": 1280, "height": 800}, **COMMON}
 PHONE = {"viewport": {"width": 390, "height": 844}, "user_agent": PHONE_UA, "is_mobile": True, "has_touch": True,
          "device_scale_factor": 2, **COMMON}
 WECHAT = {**PHONE, "user_agent": WECHAT_UA}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"playwright is not installed: {exc}")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        if os.environ.get("CI"):
-            pytest.fail(f"no Chromium at {CHROMIUM}", pytrace=False)
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

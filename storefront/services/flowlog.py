@@ -2,7 +2,7 @@
 
 Three sources feed it: the WeChat Pay client's observer (every signed request and the
 verified answer), the notification handlers (headers, outer JSON, decrypted resource and each
-check in the order the shop ran them, written in the handler's own transaction: see
+check in the order the shop ran them, committed with the handler's own work: see
 ``NotificationTrace``) and the shopper's pages (QR shown, expired, bridge result).
 The flow inspector (``storefront/flow``) reads it back next to the order's state changes.
 
