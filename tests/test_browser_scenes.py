@@ -154,8 +154,20 @@ def test_wechat_in_app_jsapi_with_oauth_and_the_pay_sheet(open_context, live_ser
     expect(page.locator("#bridge-message")).to_contain_text("支付未完成")
     assert order_status(page, order_no) == "pending"
 
-    # Pay: :ok is only a hint, the page shows paid once the server confirms.
+    # A bank error: the same, with the same clear words.
     page.locator("#jsapi-pay").click()
+    page.locator("#wxsim-bank-error").click()
+    expect(page.locator("#bridge-message")).to_contain_text("支付未完成")
+    assert order_status(page, order_no) == "pending"
+
+    # Still typing the password: no callback yet, and WeChat Pay answers USERPAYING meanwhile.
+    page.locator("#jsapi-pay").click()
+    page.locator("#wxsim-userpaying").click()
+    expect(page.locator("#wxsim-note")).to_contain_text("支付处理中")
+    assert order_status(page, order_no) == "pending"
+
+    # Pay (finishing from the password screen): :ok is only a hint, the page shows paid once
+    # the server confirms.
     page.locator("#wxsim-pay").click()
     expect(page.locator("#paid")).to_be_visible()
     snap(page, "S3-wechat-jsapi-paid")

@@ -111,8 +111,19 @@
       var fail = element('button', 'wxsim-btn wxsim-fail', '模拟支付失败（余额不足）');
       fail.id = 'wxsim-fail';
       fail.type = 'button';
+      var bank = element('button', 'wxsim-btn wxsim-fail', '模拟支付失败（银行系统错误）');
+      bank.id = 'wxsim-bank-error';
+      bank.type = 'button';
+      var paying = element('button', 'wxsim-btn wxsim-fail', '模拟：正在输入密码（USERPAYING）');
+      paying.id = 'wxsim-userpaying';
+      paying.type = 'button';
+      var note = element('p', 'wxsim-desc', '');
+      note.id = 'wxsim-note';
       ui.box.appendChild(pay);
       ui.box.appendChild(fail);
+      ui.box.appendChild(bank);
+      ui.box.appendChild(paying);
+      ui.box.appendChild(note);
       ui.box.appendChild(element('p', 'wxsim-tag', '模拟器 · 非真实微信'));
 
       var done = false;
@@ -124,14 +135,20 @@
       }
       close.addEventListener('click', function () { finish({ err_msg: CANCEL }); });
       function act(result) {
-        pay.disabled = fail.disabled = true;
+        pay.disabled = fail.disabled = bank.disabled = paying.disabled = true;
         post('/jsapi/pay', { params: params, result: result }).then(function (answer) {
           if (answer.err_msg === OK) finish({ err_msg: OK });
-          else finish({ err_msg: FAIL, err_desc: answer.message || '' });
+          else if (answer.trade_state === 'USERPAYING') {
+            // The payer is still typing the password: no callback yet; finishing pays.
+            note.textContent = answer.message || '';
+            pay.disabled = false;
+          } else finish({ err_msg: FAIL, err_desc: answer.message || '' });
         }, function () { finish({ err_msg: FAIL, err_desc: '网络异常' }); });
       }
       pay.addEventListener('click', function () { act('SUCCESS'); });
       fail.addEventListener('click', function () { act('NOTENOUGH'); });
+      bank.addEventListener('click', function () { act('PAYERROR'); });
+      paying.addEventListener('click', function () { act('USERPAYING'); });
     }, function () {
       callback({ err_msg: FAIL, err_desc: '网络异常' });
     });

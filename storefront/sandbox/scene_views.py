@@ -209,7 +209,7 @@ def bridge_pay():
     state = sandbox()
     data = request.get_json(silent=True) if request.is_json else None
     result = data.get("result", "SUCCESS") if isinstance(data, dict) else None
-    if result not in ("SUCCESS", "PAYERROR", "NOTENOUGH"):
+    if result not in ("SUCCESS", "PAYERROR", "NOTENOUGH", "USERPAYING"):
         return {"err_msg": "get_brand_wcpay_request:fail", "code": "PARAM_ERROR", "message": "result 无效"}, 400
     try:
         _prepay, txn = scenes.check_pay_params(state.platform, _bridge_params())
@@ -220,5 +220,8 @@ def bridge_pay():
         state.platform.enqueue_payment_notification(txn)
         state.notify_soon()
         return {"err_msg": "get_brand_wcpay_request:ok", "transaction_id": txn.transaction_id}
+    if reason == "USERPAYING":
+        # Still entering the password: no callback yet; the merchant's queries see USERPAYING.
+        return {"err_msg": None, "trade_state": "USERPAYING", "message": RESULT_MESSAGES[reason]}, 202
     return {"err_msg": "get_brand_wcpay_request:fail", "code": reason,
             "message": RESULT_MESSAGES.get(reason, reason)}, 409
