@@ -16,7 +16,7 @@ from typing import Iterator
 
 import flask_migrate
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from .extensions import db
 from .models import Product
@@ -93,8 +93,17 @@ def create_schema(app: Flask) -> None:
     """
     if app.config.get("SCHEMA_FROM_MODELS"):
         db.create_all()
-    else:
-        flask_migrate.upgrade()
+        return
+    for bind_key, engine in db.engines.items():
+        tables = set(inspect(engine).get_table_names())
+        if tables and "alembic_version" not in tables:
+            # Built before migrations existed: upgrading would collide with its tables.
+            raise RuntimeError(
+                f"the {'simulator' if bind_key else 'shop'} database at {engine.url!r} has tables but no "
+                "migration history. It predates the migrations: delete it (a demo instance), or, if its "
+                "schema is current, record that with `flask --app wsgi db stamp head`."
+            )
+    flask_migrate.upgrade()
 
 
 def _random_text(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:

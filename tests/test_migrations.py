@@ -33,3 +33,18 @@ def test_init_is_idempotent_and_downgrade_returns_to_empty(app):
             assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         upgrade()
     assert _differences(app) == {"shop": [], "sandbox": []}
+
+
+def test_a_database_built_before_migrations_gets_a_clear_answer(make_app):
+    """Tables without Alembic's history: init refuses with what to do, and touches nothing."""
+    import pytest
+
+    from storefront import bootstrap
+
+    app = make_app()
+    with app.app_context():
+        db.engines[None].dispose()
+        with db.engines[None].begin() as connection:
+            connection.exec_driver_sql("DROP TABLE alembic_version")
+    with pytest.raises(RuntimeError, match="predates the migrations"):
+        bootstrap.initialise(app)
