@@ -160,19 +160,13 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         time.sleep(interval)
 
 
-@pytest.fixture(scope="module")
-def module_live_server(tmp_path_factory, instance_template):
-    """One live server for a whole module, for simulator tests that each use their own out_trade_no.
-
-    The notifier is off (nothing is delivered) and the shop's tables stay on SQLite.
-    """
+def module_server(tmp_path_factory, instance_template, **config):
+    """Yield one live shop + simulator over a fresh instance copy, for a whole module's tests."""
     instance = tmp_path_factory.mktemp("module-instance") / "instance"
     shutil.copytree(instance_template, instance)
-    app = create_app(
-        {"TESTING": True, "SECRET_KEY": "test-secret", "SANDBOX_NOTIFIER": False, "SANDBOX_TIME_SCALE": 0.01,
-         "WECHATPAY_SANDBOX": True, "AUTO_INIT": False},
-        instance_path=str(instance),
-    )
+    settings = {"TESTING": True, "SECRET_KEY": "test-secret", "SANDBOX_NOTIFIER": False,
+                "SANDBOX_TIME_SCALE": 0.01, "WECHATPAY_SANDBOX": True, "AUTO_INIT": False, **config}
+    app = create_app(settings, instance_path=str(instance))
     bootstrap.initialise(app)
     server = LiveServer(app)
     yield server
@@ -182,6 +176,15 @@ def module_live_server(tmp_path_factory, instance_template):
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_live_server(tmp_path_factory, instance_template):
+    """One live server for a whole module, for simulator tests that each use their own out_trade_no.
+
+    The notifier is off (nothing is delivered) and the shop's tables stay on SQLite.
+    """
+    yield from module_server(tmp_path_factory, instance_template)
 
 
 # -- the real browser, shared by every browser test ---------------------------------------------

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import load_pem_x509_certificate
 
-from conftest import LiveServer, Shopper, wait_for
+from conftest import Shopper, module_server, wait_for
 from storefront.extensions import db
 from storefront.models import utcnow
 from storefront.sandbox.scene_models import SandboxH5Link
@@ -41,24 +41,7 @@ DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Ge
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory, instance_template):
     """One shop + simulator for the module (each test uses its own shoppers and orders): fast."""
-    import shutil
-
-    from storefront import bootstrap, create_app
-
-    instance = tmp_path_factory.mktemp("scenes") / "instance"
-    shutil.copytree(instance_template, instance)
-    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SANDBOX_NOTIFIER": True,
-                      "SANDBOX_TIME_SCALE": 0.01, "WECHATPAY_SANDBOX": True, "AUTO_INIT": False},
-                     instance_path=str(instance))
-    bootstrap.initialise(app)
-    server = LiveServer(app)
-    yield server
-    server.stop()
-    app.extensions["sandbox"].stop()
-    with app.app_context():
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
+    yield from module_server(tmp_path_factory, instance_template, SANDBOX_NOTIFIER=True)
 
 
 def _shopper(live_server, user_agent: str) -> Shopper:
