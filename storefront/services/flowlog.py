@@ -96,6 +96,24 @@ def redact(text: str | None, known: Iterable[str] = ()) -> str:
     return _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
 
 
+def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str]) -> bool:
+    """Whether any text of a message could need ``redact``: a private key, a secret's name or a
+    known secret value appears somewhere in it (a superset of what ``redact`` replaces)."""
+    parts: list[str] = []
+    for value in values.values():
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, Mapping):
+            parts.extend(f"{name}\n{text}" for name, text in value.items())
+        elif isinstance(value, list):
+            parts.extend(str(item.get("detail") or "") for item in value if isinstance(item, Mapping))
+    text = "\n".join(parts)
+    lowered = text.lower()
+    if "private key" in lowered or any(name in lowered for name in _SECRET_NAMES):
+        return True
+    return any(value and len(value) >= 8 and value in text for value in known)
+
+
 def redact_headers(headers: Mapping[str, str], known: Iterable[str] = ()) -> dict[str, str]:
     """Headers as a plain dict, redacted. ``Authorization`` is a signature, not a secret: kept."""
     known = list(known)
@@ -193,12 +211,18 @@ class Recorder:
         out: dict[str, Any] = {}
         packed: dict[str, Any] = {}
         truncated = False
+        # One look over every text first: a message with no secret-like text (most of them) skips
+        # the field-by-field redaction. ``redact`` decides on the same words.
+        scrub = _may_hold_secrets(values, known)
         for key, value in values.items():
             if key in ("request_headers", "response_headers"):
-                value = redact_headers(flowcodec.kept_headers(value or {}), known)
+                value = flowcodec.kept_headers(value or {})
+                value = redact_headers(value, known) if scrub else {
+                    name: REDACTED if name.lower() in _SECRET_HEADERS else text for name, text in value.items()}
             elif key == "checks":
-                value = [{**check, "detail": redact(str(check.get("detail") or ""), known)} for check in value or []]
-            elif isinstance(value, str) and key not in ("direction", "kind", "verification"):
+                value = [{**check, "detail": redact(str(check.get("detail") or ""), known) if scrub
+                          else str(check.get("detail") or "")} for check in value or []]
+            elif scrub and isinstance(value, str) and key not in ("direction", "kind", "verification"):
                 value = redact(value, known)
             if key in flowcodec.FIELDS:
                 bound = 120 if key == "origin" else 512 if key == "url" else limit
