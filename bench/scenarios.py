@@ -9,7 +9,7 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
 
 from storefront.extensions import db
