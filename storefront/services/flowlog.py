@@ -25,8 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from flask import Flask, current_app, has_app_context, has_request_context, request
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
+from sqlalchemy import Connection, bindparam, delete, event, insert, select
+from sqlalchemy.orm import Session
 
 from ..extensions import db
 from ..i18n import _
@@ -315,11 +316,49 @@ class Recorder:
     # -- the WeChat Pay client's observer ---------------------------------------------------
 
     def observe(self, exchange: Exchange) -> None:
-        """Record one API exchange; ``Client(observer=...)`` calls this for every request."""
+        """Record one API exchange; ``Client(observer=...)`` calls this for every request.
+
+        In an app context the message rides on the context's next commit (the one that stores
+        WeChat Pay's answer, right after the call): no commit of its own. If none comes, it is
+        written when the context ends (``_write_pending``), so nothing is lost.
+        """
         try:
-            self.record(exchange_values(exchange, origin=_origin()))
+            values = exchange_values(exchange, origin=_origin())
+            if has_app_context() and current_app.extensions.get("flowlog") is self:
+                g.setdefault(_PENDING, []).append(values)
+                return
+            self.record(values)
         except Exception:
             log.warning("flow record of %s %s failed", exchange.method, exchange.canonical_url, exc_info=True)
+
+
+_PENDING = "flowlog_pending"  # flask.g: API exchanges waiting for the context's next commit
+
+
+@event.listens_for(Session, "before_commit")
+def _ride_along(session: Session) -> None:
+    """Add the API exchanges observed in this app context to the commit about to happen."""
+    if not has_app_context() or _PENDING not in g or session is not db.session():
+        return
+    recorder = current_app.extensions.get("flowlog")
+    for values in g.pop(_PENDING):
+        recorder.add(values)
+
+
+def _write_pending(_exc: BaseException | None = None) -> None:
+    """At the app context's end: write the exchanges no commit took along (teardown hook)."""
+    pending = g.pop(_PENDING, None)
+    if not pending:
+        return
+    try:
+        # What the context left uncommitted is rolled back anyway (Flask-SQLAlchemy's teardown,
+        # just after this one); ending it first frees SQLite's lock for the record's own write.
+        db.session.rollback()
+    except Exception:
+        log.warning("session not rolled back before writing the flow record", exc_info=True)
+    recorder = current_app.extensions.get("flowlog")
+    for values in pending:
+        recorder.record(values)
 
 
 # Built once: a notification's record links by it on every call.
@@ -362,6 +401,7 @@ def register(app: Flask) -> None:
     if not 0.0 <= float(app.config["FLOW_SAMPLE_RATE"]) <= 1.0:
         raise ValueError(f"FLOW_SAMPLE_RATE must be between 0 and 1, not {app.config['FLOW_SAMPLE_RATE']!r}")
     app.extensions["flowlog"] = Recorder(app)
+    app.teardown_appcontext(_write_pending)
 
 
 # -- API exchanges ------------------------------------------------------------------------
