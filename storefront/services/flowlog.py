@@ -105,7 +105,9 @@ def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str]) -> bool:
         if isinstance(value, str):
             parts.append(value)
         elif isinstance(value, Mapping):
-            parts.extend(f"{name}\n{text}" for name, text in value.items())
+            for name, text in value.items():
+                parts.append(name)
+                parts.append(text)
         elif isinstance(value, list):
             parts.extend(str(item.get("detail") or "") for item in value if isinstance(item, Mapping))
     text = "\n".join(parts)
@@ -231,9 +233,8 @@ class Recorder:
                     value, truncated = value[: bound - 1] + "…", True
                 packed[key] = value
                 continue
-            if isinstance(value, str) and key in ProtocolMessage.__table__.c:
-                column = ProtocolMessage.__table__.c[key]
-                bound = getattr(column.type, "length", None) or limit
+            if isinstance(value, str) and key in _COLUMN_LENGTHS:
+                bound = _COLUMN_LENGTHS[key] or limit
                 if len(value) > bound:
                     value, truncated = value[: bound - 1] + "…", True
             out[key] = value
@@ -332,6 +333,9 @@ class Recorder:
             log.warning("flow record of %s %s failed", exchange.method, exchange.canonical_url, exc_info=True)
 
 
+# Each text column's length bound (None: the FLOW_MAX_FIELD_CHARS limit), read once.
+_COLUMN_LENGTHS = {column.name: getattr(column.type, "length", None) for column in ProtocolMessage.__table__.c
+                   if hasattr(column.type, "length")}
 _PENDING = "flowlog_pending"  # flask.g: API exchanges waiting for the context's next commit
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ShopError
@@ -212,50 +213,85 @@ def apply_payment(
     cause: str,
     wechat_ref: str | None = None,
     commit: bool = True,
+    on_applied: Callable[[int, int], None] | None = None,
 ) -> PaymentOutcome:
     """Apply a payment WeChat Pay reported (notification or query). Race-safe and idempotent.
 
     ``commit=False`` leaves the changes in the open transaction for the caller to commit with its
-    own record (one durable commit per notification instead of two).
+    own record (one durable commit per notification instead of two). ``on_applied(order_id,
+    payment_id)``: told which order and attempt this changed (the flow record links to them).
 
     :raise OrderError: unknown ``out_trade_no`` (404) or an amount that is not the attempt's (400);
         in both cases nothing changes.
     """
-    payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
-    if payment is None:
-        raise OrderError("ORDER_NOT_EXIST", f"unknown out_trade_no {out_trade_no}", 404)
-    if amount_total != payment.amount_total:
-        raise OrderError(
-            "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
-        )
-    values = {"transaction_id": transaction_id, "paid_at": paid_at}
+    # The common case is one statement: the open attempt, with this very amount, becomes paid.
+    row = db.session.execute(_PAY_OPEN_ATTEMPT, {
+        "out_trade_no_": out_trade_no, "amount_": amount_total, "transaction_id_": transaction_id,
+        "paid_at_": paid_at}).first()
     late = False
-    if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
-        # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.
-        if not _move_payment(payment.id, (PaymentStatus.CLOSED, PaymentStatus.FAILED), PaymentStatus.PAID, **values):
-            db.session.rollback()
-            return PaymentOutcome.DUPLICATE
-        late = True
-    order_id = payment.order_id
+    if row is not None:
+        payment_id, order_id = row
+    else:
+        # Unknown, another amount, already paid, or closed: find out which, as the rules say.
+        payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
+        if payment is None:
+            raise OrderError("ORDER_NOT_EXIST", f"unknown out_trade_no {out_trade_no}", 404)
+        if amount_total != payment.amount_total:
+            raise OrderError(
+                "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
+            )
+        values = {"transaction_id": transaction_id, "paid_at": paid_at}
+        if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
+            # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.
+            if not _move_payment(payment.id, (PaymentStatus.CLOSED, PaymentStatus.FAILED), PaymentStatus.PAID,
+                                 **values):
+                db.session.rollback()
+                return PaymentOutcome.DUPLICATE
+            late = True
+        payment_id, order_id = payment.id, payment.order_id
+    if on_applied is not None:
+        on_applied(order_id, payment_id)
     ref = wechat_ref or transaction_id
-    if _transition(order_id, OrderStatus.PENDING, OrderStatus.PAID, paid_at=paid_at, needs_review=late):
+    if db.session.execute(_PAY_PENDING_ORDER, {"order_id_": order_id, "paid_at_": paid_at,
+                                               "review_": late}).rowcount == 1:
         note = _("微信支付确认收款") if not late else _("已关闭的支付尝试被支付，已标记复核")
-        _record(order_id, payment.id, OrderStatus.PENDING, OrderStatus.PAID, cause, note, ref)
+        db.session.execute(_ADD_EVENT, {
+            "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": OrderStatus.PENDING,
+            "to_status": OrderStatus.PAID, "cause": cause, "note": str(note)[:200], "wechat_ref": ref})
         outcome = PaymentOutcome.LATE if late else PaymentOutcome.APPLIED
     elif _transition(order_id, OrderStatus.CLOSED, OrderStatus.PAID, paid_at=paid_at, needs_review=True):
-        _record(order_id, payment.id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
+        _record(order_id, payment_id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
                 _("订单关闭后收到付款，已标记复核"), ref)
         outcome = PaymentOutcome.LATE
     else:
         # Already paid through another attempt: a double payment, to be refunded.
         db.session.execute(update(Order).where(Order.id == order_id).values(needs_review=True))
         status = db.session.scalar(select(Order.status).where(Order.id == order_id))
-        _record(order_id, payment.id, status, status, cause,
+        _record(order_id, payment_id, status, status, cause,
                 _("重复支付：该订单已通过另一笔支付完成，需退款"), ref)
         outcome = PaymentOutcome.DOUBLE
     if commit:
         db.session.commit()
     return outcome
+
+
+# The statements of a payment's common case, built once (Core, on the tables: no ORM identity
+# map to synchronise, no statement to build per call). Each is a conditional UPDATE as above.
+_PAYMENTS, _ORDERS = Payment.__table__, Order.__table__
+_PAY_OPEN_ATTEMPT = (
+    update(_PAYMENTS)
+    .where(_PAYMENTS.c.out_trade_no == bindparam("out_trade_no_"), _PAYMENTS.c.amount_total == bindparam("amount_"),
+           _PAYMENTS.c.status.in_([str(s) for s in OPEN_PAYMENT_STATUSES]))
+    .values(status=str(PaymentStatus.PAID), transaction_id=bindparam("transaction_id_"), paid_at=bindparam("paid_at_"))
+    .returning(_PAYMENTS.c.id, _PAYMENTS.c.order_id)
+)
+assert (OrderStatus.PENDING, OrderStatus.PAID) in TRANSITIONS
+_PAY_PENDING_ORDER = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("order_id_"), _ORDERS.c.status == str(OrderStatus.PENDING))
+    .values(status=str(OrderStatus.PAID), paid_at=bindparam("paid_at_"), needs_review=bindparam("review_"))
+)
+_ADD_EVENT = insert(OrderEvent.__table__)
 
 
 def close_payment(payment_id: int, cause: str, note: str = "") -> bool:
