@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import lazyload
 
 from ..errors import ShopError
 from ..extensions import db
@@ -87,8 +88,12 @@ def create_order(owner: str, product_id: object, quantity: object) -> Order:
 
 
 def owned_order(order_no: str, owner: str | None) -> Order:
-    """The order if this shopper owns it. :raise OrderError: 404 otherwise, never 403."""
-    order = db.session.scalar(select(Order).where(Order.order_no == order_no))
+    """The order if this shopper owns it. :raise OrderError: 404 otherwise, never 403.
+
+    Its attempts, events and refunds load when first read (most callers read none, or one),
+    not three ``selectin`` queries up front.
+    """
+    order = db.session.scalar(select(Order).where(Order.order_no == order_no).options(lazyload("*")))
     if order is None or owner is None or not secrets.compare_digest(order.owner, owner):
         raise OrderError("ORDER_NOT_FOUND", _("订单不存在"), 404)
     return order
