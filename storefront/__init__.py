@@ -130,7 +130,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from . import flow, learn
     from .services import flowlog
 
-    flowlog.register(app)  # the flow record the inspector reads; the gateway's clients report to it
+    flowlog.register(app, origin=web.request_origin)  # the flow record the inspector reads; the gateway's clients report to it
     app.register_blueprint(flow.bp)
     app.register_blueprint(learn.bp)
     app.register_blueprint(catalog.bp)

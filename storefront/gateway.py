@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, has_request_context, request
-
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import Flask, current_app, has_request_context, request
 
 from .wechatpay import Client, Exchange, Notification, Verifier, aead
 from .wechatpay.certificates import CertificateStore
-from .wechatpay.notify import parse_notification
 from .wechatpay.client import is_loopback_http
 from .wechatpay.keys import PrivateKey, PublicKey, certificate_serial, load_private_key, load_public_key
+from .wechatpay.notify import parse_notification
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,11 @@ class Gateway:
             appsecret=config.get("WECHATPAY_APPSECRET") or stored.get("appsecret"),
             miniprogram_appsecret=config.get("WECHATPAY_MINIPROGRAM_APPSECRET") or stored.get("miniprogram_appsecret"),
         )
+
+    @property
+    def loaded_credentials(self) -> Credentials | None:
+        """The credentials if already loaded, else None (never loads keys)."""
+        return self._credentials
 
     @property
     def credentials(self) -> Credentials:

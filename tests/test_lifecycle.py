@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from helpers import order_row, payment_row
 from sqlalchemy import select, update
 
 from conftest import LiveServer, Shopper, wait_for
@@ -37,14 +38,6 @@ def serve(make_app):
         server.stop()
 
 
-def order_row(app, order_no: str) -> Order:
-    with app.app_context():
-        return db.session.scalar(select(Order).where(Order.order_no == order_no))
-
-
-def payment_row(app, out_trade_no: str) -> Payment:
-    with app.app_context():
-        return db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
 
 
 def history(app, order_no: str) -> list[OrderEvent]:

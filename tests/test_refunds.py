@@ -15,13 +15,12 @@ import requests
 from sqlalchemy import select
 
 from conftest import LiveServer, Shopper, wait_for
+from storefront import gateway
 from storefront.extensions import db
-from storefront.models import NotificationRecord, Order, Refund
+from storefront.models import NotificationRecord, Order, Refund, utcnow
 from storefront.sandbox import refunds as sandbox_refunds
 from storefront.sandbox.models import SandboxRefund
 from storefront.services import orders as order_service
-from storefront import gateway
-from storefront.models import utcnow
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

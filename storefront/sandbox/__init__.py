@@ -57,14 +57,18 @@ def sandbox() -> Sandbox:
 
 
 def register(app: Flask) -> None:
-    from . import tamper  # noqa: F401  adds the guided tour's tampered-notification control to bp
-    from . import console, views_api  # noqa: F401  # more routes on the same blueprint
+    from . import (  # noqa: F401  # more routes on the same blueprint
+        console,
+        tamper,  # noqa: F401  adds the guided tour's tampered-notification control to bp
+        views_api,
+    )
     from .views import bp
 
     state = Sandbox(app)
     app.extensions["sandbox"] = state
     app.register_blueprint(bp, url_prefix="/sandbox")
-    from .scene_views import bp as scenes_bp, install_log_redaction
+    from .scene_views import bp as scenes_bp
+    from .scene_views import install_log_redaction
 
     app.register_blueprint(scenes_bp, url_prefix="/sandbox")
     install_log_redaction()

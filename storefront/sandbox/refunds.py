@@ -27,11 +27,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..wechatpay import aead
-from ..wechatpay.client import json_body
+from ..wechatpay.notify import build_notification
 from ..wechatpay.times import format_time
 from .models import SandboxNotification, SandboxRefund, SandboxTransaction
-from .simulator import TOKEN_ALPHABET, ApiFailure, Merchant, Platform, param_error
+from .simulator import ApiFailure, Merchant, Platform, param_error
 
 OUT_REFUND_NO = re.compile(r"^[0-9A-Za-z_|*@-]{1,64}$")
 PROCESSING_SECONDS = 60  # balance refunds arrive within minutes; scaled by SANDBOX_TIME_SCALE
@@ -238,18 +237,10 @@ def notification_body(platform: Platform, refund: SandboxRefund) -> tuple[str, s
     }
     if refund.status == "SUCCESS" and refund.success_time is not None:
         resource["success_time"] = format_time(refund.success_time)
-    nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
     event_id = str(uuid.uuid4())
-    outer = {
-        "id": event_id, "create_time": format_time(platform.now()), "resource_type": "encrypt-resource",
-        "event_type": event_type, "summary": SUMMARIES[refund.status],
-        "resource": {
-            "original_type": "refund", "algorithm": aead.ALGORITHM,
-            "ciphertext": aead.encrypt(platform.aes, nonce, json_body(resource).encode("utf-8"), "refund"),
-            "associated_data": "refund", "nonce": nonce,
-        },
-    }
-    return event_id, event_type, json_body(outer)
+    body = build_notification(platform.aes, resource, event_type=event_type, summary=SUMMARIES[refund.status],
+                              create_time=format_time(platform.now()), original_type="refund", event_id=event_id)
+    return event_id, event_type, body.decode("utf-8")
 
 
 def enqueue_notification(platform: Platform, refund: SandboxRefund, shape: str = "normal") -> list[int]:

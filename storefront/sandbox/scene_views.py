@@ -15,8 +15,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from ..web import check_csrf
 from ..wechatpay.oauth import redact_query_secrets_in
-from . import sandbox
-from . import scenes
+from . import sandbox, scenes
 from .scenes import BridgeRefusal, LoginFailure
 from .views import RESULT_MESSAGES, _json_body, signed_api
 

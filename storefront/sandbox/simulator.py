@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import utcnow
 from ..wechatpay import aead, keys
 from ..wechatpay.client import json_body
 from ..wechatpay.errors import SignatureError
+from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import parse_authorization, request_message, sign_response
 from ..wechatpay.times import format_time, parse_time
 from ..wechatpay.verify import MAX_SKEW_SECONDS, verify_signature
@@ -424,18 +424,10 @@ class Platform:
             "amount": {"total": txn.amount_total, "payer_total": txn.amount_total,
                        "currency": "CNY", "payer_currency": "CNY"},
         })
-        nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
         event_id = str(uuid.uuid4())
-        outer = {
-            "id": event_id, "create_time": format_time(self.now()), "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-            "resource": {
-                "original_type": "transaction", "algorithm": aead.ALGORITHM,
-                "ciphertext": aead.encrypt(self.aes, nonce, resource.encode("utf-8"), "transaction"),
-                "associated_data": "transaction", "nonce": nonce,
-            },
-        }
-        return event_id, json_body(outer)
+        body = build_notification(self.aes, resource.encode("utf-8"), event_type="TRANSACTION.SUCCESS",
+                                  summary="支付成功", create_time=format_time(self.now()), event_id=event_id)
+        return event_id, body.decode("utf-8")
 
     def enqueue_payment_notification(self, txn: SandboxTransaction, shape: str = "normal") -> list[int]:
         """Store the notification(s) for a payment, shaped by test control. Returns their row ids.

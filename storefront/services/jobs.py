@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 from flask import current_app
-from collections.abc import Iterator
-
 from sqlalchemy import Select, select
 from sqlalchemy.orm import InstrumentedAttribute
 

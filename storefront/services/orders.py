@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import exists, func, select, update
@@ -103,12 +104,15 @@ def _record(
     )
 
 
-def _transition(order_id: int, source: OrderStatus, target: OrderStatus, **values: object) -> bool:
-    """Move one order from ``source`` to ``target``; False if another caller got there first."""
+def _transition(order_id: int, source: OrderStatus, target: OrderStatus, *conditions: Any,
+                **values: object) -> bool:
+    """Move one order from ``source`` to ``target`` (if ``conditions`` hold too); False if another
+    caller got there first or a condition does not hold."""
     if (source, target) not in TRANSITIONS:
         raise ValueError(f"illegal transition {source} -> {target}")
     result = db.session.execute(
-        update(Order).where(Order.id == order_id, Order.status == source).values(status=target, **values)
+        update(Order).where(Order.id == order_id, Order.status == source, *conditions)
+        .values(status=target, **values)
     )
     return result.rowcount == 1
 
@@ -274,12 +278,7 @@ def close_payment(payment_id: int, cause: str, note: str = "") -> bool:
 def close_order_if_unpaid(order_id: int, cause: str, note: str = "") -> bool:
     """Close a pending order that has no open attempt left. True the first time only."""
     open_attempt = exists().where(Payment.order_id == order_id, Payment.status.in_(OPEN_PAYMENT_STATUSES))
-    result = db.session.execute(
-        update(Order)
-        .where(Order.id == order_id, Order.status == OrderStatus.PENDING, ~open_attempt)
-        .values(status=OrderStatus.CLOSED, closed_at=utcnow())
-    )
-    changed = result.rowcount == 1
+    changed = _transition(order_id, OrderStatus.PENDING, OrderStatus.CLOSED, ~open_attempt, closed_at=utcnow())
     if changed:
         _record(order_id, None, OrderStatus.PENDING, OrderStatus.CLOSED, cause, note or _("订单已关闭"))
     db.session.commit()
@@ -471,11 +470,8 @@ def apply_refund(
     else:
         db.session.execute(update(Order).where(Order.id == order_id)
                            .values(amount_refunded=Order.amount_refunded + refund.amount))
-        full = db.session.execute(
-            update(Order)
-            .where(Order.id == order_id, Order.status == OrderStatus.PAID, Order.amount_refunded >= Order.amount_total)
-            .values(status=OrderStatus.REFUNDED)
-        ).rowcount == 1
+        full = _transition(order_id, OrderStatus.PAID, OrderStatus.REFUNDED,
+                           Order.amount_refunded >= Order.amount_total)
         refunded = db.session.scalar(select(Order.amount_refunded).where(Order.id == order_id))
         if full:
             _record(order_id, refund.payment_id, OrderStatus.PAID, OrderStatus.REFUNDED, cause,
