@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import select
 
 from storefront.extensions import db
@@ -38,3 +42,14 @@ def refund_of(refund_id: int) -> Refund:
     refund = db.session.get(Refund, refund_id)
     db.session.refresh(refund)
     return refund
+
+
+@contextmanager
+def unreachable_wechatpay(app) -> Iterator[None]:
+    """While inside, the app's WeChat Pay API base is a closed loopback port."""
+    saved = app.extensions["wechat_endpoints"]
+    app.extensions["wechat_endpoints"] = dataclasses.replace(saved, api_base="http://127.0.0.1:9/sandbox")
+    try:
+        yield
+    finally:
+        app.extensions["wechat_endpoints"] = saved

@@ -6,7 +6,7 @@ import json
 
 from flask import Response, current_app, redirect, render_template, request, url_for
 
-from .. import gateway
+from .. import endpoints, gateway
 from ..errors import ShopError
 from ..models import Order, OrderStatus, Payment
 from ..services import identity, orders, qr, scenes
@@ -81,7 +81,8 @@ def page_context(found: Order, payment: Payment, scene: scenes.Scene) -> dict[st
         values["link_expires_at"] = scenes.h5_url_expires_at(payment)
     if payment.prepay_id:
         values["pay_params"] = json.dumps(scenes.pay_params(payment))
-        values["bridge_url"] = url_for("sandbox_scenes.bridge_js") if config["WECHATPAY_SANDBOX"] else ""
+        bridge = endpoints.current().bridge_script  # the simulator's WeixinJSBridge, when mounted
+        values["bridge_url"] = url_for(bridge) if bridge else ""
     return values
 
 

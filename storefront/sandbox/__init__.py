@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -56,7 +57,19 @@ def sandbox() -> Sandbox:
     return current_app.extensions["sandbox"]
 
 
-def register(app: Flask) -> None:
+@dataclass(frozen=True)
+class Mounted:
+    """What the shop may know of the mounted simulator: its path and its bridge script's endpoint."""
+
+    mount: str
+    bridge_script: str
+
+
+MOUNT = "/sandbox"
+
+
+def register(app: Flask) -> Mounted:
+    """Mount the simulator at ``/sandbox``: its routes, its demo merchant's files, its CLI command."""
     from . import (  # noqa: F401  # more routes on the same blueprint
         console,
         tamper,  # noqa: F401  adds the guided tour's tampered-notification control to bp
@@ -66,12 +79,16 @@ def register(app: Flask) -> None:
 
     state = Sandbox(app)
     app.extensions["sandbox"] = state
-    app.register_blueprint(bp, url_prefix="/sandbox")
+    app.register_blueprint(bp, url_prefix=MOUNT)
     from .scene_views import bp as scenes_bp
     from .scene_views import install_log_redaction
 
-    app.register_blueprint(scenes_bp, url_prefix="/sandbox")
+    app.register_blueprint(scenes_bp, url_prefix=MOUNT)
     install_log_redaction()
+    from .demo import ensure_demo_credentials
+
+    # bootstrap.initialise runs it: the demo merchant's keys, on both sides, written once.
+    app.extensions.setdefault("instance_setup", []).append(ensure_demo_credentials)
 
     @app.cli.command("sandbox-rotate-cert")
     @click.option("--overlap-hours", default=24 * 7, show_default=True, type=float,
@@ -90,3 +107,5 @@ def register(app: Flask) -> None:
         # Deliveries left pending by a previous process resume with the first request.
         if app.config["SANDBOX_NOTIFIER"]:
             state.notifier.start()
+
+    return Mounted(MOUNT, "sandbox_scenes.bridge_js")

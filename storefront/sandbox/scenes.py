@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 
+from ..clock import utcnow
 from ..extensions import db
-from ..models import utcnow
 from ..wechatpay.errors import SignatureError
 from ..wechatpay.signing import pay_sign_message
 from ..wechatpay.verify import verify_signature

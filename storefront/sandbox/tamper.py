@@ -17,7 +17,7 @@ import time
 import requests
 from flask import request
 
-from ..models import utcnow
+from ..clock import utcnow
 from ..wechatpay.client import json_body
 from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import sign_response

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import select
 
 from .. import gateway
@@ -35,7 +34,7 @@ class RefundError(OrderError):
 
 def refund_notify_url() -> str:
     """Where WeChat Pay reports refunds: ``WECHATPAY_REFUND_NOTIFY_URL`` or the shop's own route."""
-    return current_app.config.get("WECHATPAY_REFUND_NOTIFY_URL") or gateway.shop_base_url() + "/notify/wechatpay/refund"
+    return gateway.refund_notify_url()
 
 
 def order_payment(order: Order) -> Payment | None:
