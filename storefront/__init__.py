@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from flask import Flask
 
 from .extensions import db, migrate
-
-ROOT = Path(__file__).resolve().parent.parent  # holds templates/, static/, instance/
+from .paths import ROOT  # the repository: templates/, static/, instance/
 
 
 def _flag(value: str) -> bool:

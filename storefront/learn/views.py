@@ -11,10 +11,10 @@ from flask import Blueprint, abort, current_app, redirect, render_template, send
 from markupsafe import Markup
 from sqlalchemy import select
 
-from .. import ROOT
 from ..extensions import db
 from ..i18n import _
 from ..models import Product
+from ..paths import ROOT
 from ..services import orders
 from ..web import check_csrf, shopper_id
 

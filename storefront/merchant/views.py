@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from ..errors import ShopError
 from ..extensions import db
 from ..i18n import _
-from ..models import Order, OrderStatus
+from ..models import Order, OrderStatus, Refund
 from ..services import orders, refunds
 from ..web import check_csrf
 from ..wechatpay import WeChatPayError
@@ -178,7 +178,6 @@ def refund(order_no: str):
 @login_required
 def query_refund(out_refund_no: str):
     check_csrf()
-    from ..models import Refund
 
     found = db.session.scalar(select(Refund).where(Refund.out_refund_no == out_refund_no)) or abort(404)
     order_no = db.session.scalar(select(Order.order_no).where(Order.id == found.order_id))

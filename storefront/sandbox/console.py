@@ -14,12 +14,13 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..web import check_csrf
-from . import refunds, sandbox
+from . import refunds
+from .control import advance_to_next_retry, enqueue_probe, resend, reset_clock
 from .models import SandboxApiCall, SandboxDelivery, SandboxNotification, SandboxRefund, SandboxTransaction
 from .settings import ANSWER_SIGNING, NOTIFY_SIGNING
 from .simulator import ApiFailure
+from .state import sandbox
 from .views import bp
-from .views_api import advance_to_next_retry, enqueue_probe, resend, reset_clock
 
 FAST_FORWARD_CHOICES = ((60, "+1 分钟"), (600, "+10 分钟"), (3600, "+1 小时"), (3 * 3600, "+3 小时"),
                         (86400, "+1 天"))

@@ -15,9 +15,10 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from ..web import check_csrf
 from ..wechatpay.oauth import redact_query_secrets_in
-from . import sandbox, scenes
+from . import scenes
+from .http import RESULT_MESSAGES, json_body, signed_api
 from .scenes import BridgeRefusal, LoginFailure
-from .views import RESULT_MESSAGES, _json_body, signed_api
+from .state import sandbox
 
 bp = Blueprint("sandbox_scenes", __name__)
 def install_log_redaction() -> None:
@@ -51,13 +52,13 @@ def _wechat_page(message: str, status: int = 200, code: str | None = None):
 @signed_api
 def h5(platform, merchant):
     base = request.host_url.rstrip("/")
-    return 200, scenes.create_h5(platform, merchant, _json_body(), base, _registered_domain())
+    return 200, scenes.create_h5(platform, merchant, json_body(), base, _registered_domain())
 
 
 @bp.post("/v3/pay/transactions/jsapi")
 @signed_api
 def jsapi(platform, merchant):
-    return 200, scenes.create_jsapi(platform, merchant, _json_body())
+    return 200, scenes.create_jsapi(platform, merchant, json_body())
 
 
 # -- the H5 cashier (wx.tenpay.com) ------------------------------------------------------------

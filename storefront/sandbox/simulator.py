@@ -28,7 +28,7 @@ from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import parse_authorization, request_message, sign_response
 from ..wechatpay.times import format_time, parse_time
 from ..wechatpay.verify import MAX_SKEW_SECONDS, verify_signature
-from .models import SandboxNotification, SandboxTransaction
+from .models import SandboxApiCall, SandboxNotification, SandboxTransaction
 from .platform_certs import PlatformCertificates
 from .settings import Settings
 
@@ -472,8 +472,7 @@ class Platform:
         """
         mode = self.settings.get("notify_signing")
         if mode == "auto":
-            from .models import SandboxApiCall  # the call log says which key the merchant uses
-
+            # The call log says which key the merchant uses.
             latest = db.session.execute(
                 select(SandboxApiCall.id, SandboxApiCall.wechatpay_serial)
                 .where(SandboxApiCall.mchid == self.merchant.mchid, SandboxApiCall.auth_ok.is_(True))

@@ -22,7 +22,7 @@ from ..wechatpay.client import json_body
 from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import sign_response
 from ..wechatpay.times import format_time
-from . import sandbox
+from .state import sandbox
 from .views import bp
 
 TAMPERS = ("body", "timestamp", "serial")

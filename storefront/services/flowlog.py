@@ -26,10 +26,11 @@ from urllib.parse import unquote
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
+from .. import gateway
 from ..extensions import db
 from ..i18n import _
 from ..models import Payment, ProtocolMessage, utcnow
-from ..wechatpay import DecryptError, Notification, WeChatPayError
+from ..wechatpay import DecryptError, Notification, WeChatPayError, aead
 from ..wechatpay.client import Exchange
 from ..wechatpay.signing import signing_string
 
@@ -483,8 +484,6 @@ def _claimed_out_trade_no(body: bytes) -> str | None:
     The outer JSON was not trusted; but a resource that decrypts (AEAD authenticates it) was
     written by someone holding the key, so it may link the refusal to the order it names.
     """
-    from .. import gateway
-    from ..wechatpay import aead
 
     try:
         resource = json.loads(body)["resource"]
