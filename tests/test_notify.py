@@ -49,7 +49,7 @@ class WeChatPaySide:
         self.aes = aead.cipher(config["apiv3_key"])
 
     def resource(self, out_trade_no: str, amount_total: int, **changes) -> dict:
-        """The decrypted transaction of a successful payment (reference §6.3)."""
+        """The decrypted transaction of a successful payment (WeChat Pay "支付通知")."""
         data = {
             "mchid": self.mchid, "appid": self.appid, "out_trade_no": out_trade_no,
             "transaction_id": "4200" + "".join(secrets.choice("0123456789") for _ in range(24)),

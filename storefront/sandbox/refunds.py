@@ -1,11 +1,11 @@
 """Refunds on the WeChat Pay side: ``/v3/refund/domestic/refunds`` and REFUND.* notifications.
 
-Reference §10 and §6.4. A refund is accepted as ``PROCESSING`` and finishes by itself after a
+WeChat Pay "申请退款", "查询单笔退款" and "退款结果通知". A refund is accepted as ``PROCESSING`` and finishes by itself after a
 short delay (scaled by ``SANDBOX_TIME_SCALE``, on the simulator clock) as ``SUCCESS``; test
 control can end it ``ABNORMAL`` or ``CLOSED`` instead. On SUCCESS the transaction's
-``trade_state`` becomes ``REFUND``. Error choices, where the reference is unsure (§10.4):
+``trade_state`` becomes ``REFUND``. Error choices, where WeChat's "申请退款" error codes are unsure:
 
-- refunds beyond what is left to refund: ``400 INVALID_REQUEST`` (§10.4 names INVALID_REQUEST for
+- refunds beyond what is left to refund: ``400 INVALID_REQUEST`` ("申请退款" names INVALID_REQUEST for
   "amount exceeds refundable"; ``NOT_ENOUGH`` is the merchant's own balance, which the simulator
   does not model);
 - unknown or unpaid order: ``404 RESOURCE_NOT_EXISTS``; unknown refund: the same;
@@ -167,7 +167,7 @@ def query(platform: Platform, merchant: Merchant, out_refund_no: str) -> dict[st
 
 
 def describe(refund: SandboxRefund) -> dict[str, Any]:
-    """The refund object of §10.2 (``status``, not ``refund_status``: that is the notification's name)."""
+    """The refund object of "申请退款" / "查询单笔退款" (``status``, not ``refund_status``: that is the notification's name)."""
     data: dict[str, Any] = {
         "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
         "transaction_id": refund.transaction_id, "out_trade_no": refund.out_trade_no,

@@ -66,7 +66,7 @@ def jsapi(platform, merchant):
 
 @bp.get("/cgi-bin/mmpayweb-bin/checkmweb")
 def h5_cashier():
-    """The page an h5_url opens: WeChat's checks first, in the order §7.3 lists them."""
+    """The page an h5_url opens: WeChat's checks first, in the order WeChat's "H5支付" FAQ lists them."""
     found = scenes.find_h5_link(request.args.get("prepay_id"), request.args.get("package"))
     if found is None:
         return _wechat_page(scenes.H5_NO_REFERER, 400, "INVALID_H5_URL")

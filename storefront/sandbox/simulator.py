@@ -1,7 +1,7 @@
 """The WeChat Pay side: merchant authentication, transactions, signed answers, notifications.
 
 Follows the wire protocol of ``api.mch.weixin.qq.com`` (API v3) for the calls the shop uses;
-the rules and error codes are those of the protocol reference, §3.4, §7 and §9.
+the rules and error codes are those of WeChat Pay's "签名生成", the "…下单" APIs, "查询订单" and "关闭订单".
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ class Platform:
         db.session.refresh(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
             raise ApiFailure(400, "ORDERPAID", "订单已支付")
-        # Closing an already-closed order answers 204 again, as the real API does (reference §9.3);
+        # Closing an already-closed order answers 204 again, as the real API does ("关闭订单");
         # ORDER_CLOSED is for ordering or paying a closed one.
 
     # -- the payer ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Who pays inside WeChat: the payer's openid, from web OAuth (JSAPI) or ``wx.login`` (mini program).
 
 The openid is kept in the shop's signed session, per appid, and only ever comes from WeChat
-(a code exchange), never from what a browser or mini program claims. Reference §12.
+(a code exchange), never from what a browser or mini program claims. WeChat "网页授权" and "小程序登录".
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def pay_h5(order: Order, payer_client_ip: str) -> Payment:
 
 def detect_method(user_agent: str) -> str:
     """The scene for a browser: WeChat → jsapi, a mini program web-view → miniprogram,
-    another phone browser → h5, a desktop → native (reference §12.3)."""
+    another phone browser → h5, a desktop → native (WeChat Pay's "H5支付" and "JSAPI支付" pages)."""
     if "micromessenger" in user_agent.lower():
         return "miniprogram" if "miniprogram" in user_agent.lower() else "jsapi"
     return "h5" if _MOBILE.search(user_agent) else "native"
