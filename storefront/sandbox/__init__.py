@@ -22,20 +22,14 @@ class Mounted:
 
 def register(app: Flask) -> Mounted:
     """Mount the simulator at ``/sandbox``: its routes, its demo merchant's files, its CLI command."""
-    from . import (  # noqa: F401  # more routes on the same blueprint
-        console,
-        tamper,  # noqa: F401  adds the guided tour's tampered-notification control to bp
-        views_api,
-    )
-    from .views import bp
+    # Each module adds its routes to the nested blueprints (blueprints.py) as it is imported.
+    from . import console, scene_views, tamper, views, views_api  # noqa: F401
+    from .blueprints import assemble
+    from .scene_views import install_log_redaction
 
     state = Sandbox(app)
     app.extensions["sandbox"] = state
-    app.register_blueprint(bp, url_prefix=MOUNT)
-    from .scene_views import bp as scenes_bp
-    from .scene_views import install_log_redaction
-
-    app.register_blueprint(scenes_bp, url_prefix=MOUNT)
+    app.register_blueprint(assemble(), url_prefix=MOUNT)
     install_log_redaction()
     from .demo import ensure_demo_credentials
 
@@ -60,4 +54,4 @@ def register(app: Flask) -> Mounted:
         if app.config["SANDBOX_NOTIFIER"]:
             state.notifier.start()
 
-    return Mounted(MOUNT, "sandbox_scenes.bridge_js")
+    return Mounted(MOUNT, "sandbox.payer.bridge_js")

@@ -94,7 +94,7 @@ def payer_acts(result: str):
     if paid:
         state.platform.enqueue_payment_notification(txn, shape if valid_shape(shape) else "normal")
         state.notify_soon()
-    return redirect(url_for("sandbox.scan", pr=token, result=reason), code=303)
+    return redirect(url_for("sandbox.payer.scan", pr=token, result=reason), code=303)
 
 
 def control_error(status: int, code: str, message: str):

@@ -22,8 +22,8 @@ from ..wechatpay.client import json_body
 from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import sign_response
 from ..wechatpay.times import format_time
+from .blueprints import control
 from .state import sandbox
-from .views import bp
 
 TAMPERS = ("body", "timestamp", "serial")
 NONCE_ALPHABET = string.ascii_letters + string.digits
@@ -57,7 +57,7 @@ def forged_notification(platform, txn, tamper: str) -> tuple[bytes, dict[str, st
     return body, headers
 
 
-@bp.post("/control/tamper")
+@control.post("/control/tamper")
 def control_tamper():
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("out_trade_no"), str):

@@ -1,14 +1,15 @@
-"""Routes of the simulator: the API v3 paths, the payer's pages, test control and the console."""
+"""The simulator's first routes: Native API v3 paths, the QR scan page and its test control."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from flask import Blueprint, render_template, request, url_for
+from flask import render_template, request, url_for
 from sqlalchemy import select
 
 from ..extensions import db
 from ..wechatpay.times import format_time
+from .blueprints import api, control, payer
 from .http import (
     RESULT_MESSAGES,
     control_error,
@@ -22,17 +23,15 @@ from .models import SandboxDelivery, SandboxNotification
 from .simulator import FAILURE_RESULTS, ApiFailure
 from .state import sandbox
 
-bp = Blueprint("sandbox", __name__)
 
-
-@bp.post("/v3/pay/transactions/native")
+@api.post("/v3/pay/transactions/native")
 @signed_api
 def native(platform, merchant):
     base = request.host_url.rstrip("/")
     return 200, platform.create_native(merchant, json_body(), base)
 
 
-@bp.get("/v3/pay/transactions/out-trade-no/<out_trade_no>")
+@api.get("/v3/pay/transactions/out-trade-no/<out_trade_no>")
 @signed_api
 def query(platform, merchant, out_trade_no: str):
     mchid = request.args.get("mchid")
@@ -42,7 +41,7 @@ def query(platform, merchant, out_trade_no: str):
     return 200, platform.query(merchant, out_trade_no)
 
 
-@bp.post("/v3/pay/transactions/out-trade-no/<out_trade_no>/close")
+@api.post("/v3/pay/transactions/out-trade-no/<out_trade_no>/close")
 @signed_api
 def close(platform, merchant, out_trade_no: str):
     platform.close(merchant, out_trade_no, json_body())
@@ -51,7 +50,7 @@ def close(platform, merchant, out_trade_no: str):
 
 # -- the payer's side: what the WeChat app would show after a scan ------------------------
 
-@bp.get("/wxpay/bizpayurl")
+@payer.get("/wxpay/bizpayurl")
 def scan():
     platform = sandbox().platform
     try:
@@ -65,18 +64,18 @@ def scan():
     )
     return render_template(
         "sandbox/scan.html", txn=view, message=RESULT_MESSAGES.get(request.args.get("result", "")),
-        pay_url=url_for("sandbox.scan_pay", pr=txn.pay_token),
-        cancel_url=url_for("sandbox.scan_cancel", pr=txn.pay_token),
-        fail_url=url_for("sandbox.scan_fail", pr=txn.pay_token),
+        pay_url=url_for("sandbox.payer.scan_pay", pr=txn.pay_token),
+        cancel_url=url_for("sandbox.payer.scan_cancel", pr=txn.pay_token),
+        fail_url=url_for("sandbox.payer.scan_fail", pr=txn.pay_token),
     )
 
 
-@bp.post("/wxpay/bizpayurl/pay")
+@payer.post("/wxpay/bizpayurl/pay")
 def scan_pay():
     return payer_acts("SUCCESS")
 
 
-@bp.post("/wxpay/bizpayurl/cancel")
+@payer.post("/wxpay/bizpayurl/cancel")
 def scan_cancel():
     return payer_acts("CANCEL")
 
@@ -84,7 +83,7 @@ def scan_cancel():
 # -- test control (no signature; only exists in simulator mode) ---------------------------
 
 
-@bp.post("/control/pay")
+@control.post("/control/pay")
 def control_pay():
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("out_trade_no"), str):
@@ -111,7 +110,7 @@ def control_pay():
             "notification_ids": ids}
 
 
-@bp.post("/control/query-fault")
+@control.post("/control/query-fault")
 def control_query_fault():
     """The next query of an attempt answers USERPAYING or SYSTEM_ERROR, once."""
     data = request.get_json(silent=True)
@@ -125,7 +124,7 @@ def control_query_fault():
     return {"out_trade_no": txn.out_trade_no, "next_query_fault": data["fault"]}
 
 
-@bp.get("/control/notifications")
+@control.get("/control/notifications")
 def control_notifications():
     query = select(SandboxNotification).order_by(SandboxNotification.id)
     if request.args.get("out_trade_no"):
@@ -152,7 +151,7 @@ def control_notifications():
     }
 
 
-@bp.get("/control/openid")
+@control.get("/control/openid")
 def control_openid():
     appid = request.args.get("appid", "")
     platform = sandbox().platform

@@ -1,7 +1,7 @@
 """More of the simulator's API v3 paths (certificates, refunds, query by transaction_id) and
 the test control for them: refund outcomes, the clock, settings, rotation, probes, resending.
 
-Routes live on the simulator's one blueprint (``views.bp``).
+Routes live on the simulator's nested blueprints (``blueprints.api``, ``payer``, ``control``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from sqlalchemy import select
 from ..extensions import db
 from ..wechatpay.times import format_time
 from . import refunds
+from .blueprints import api, control, payer
 from .control import advance_to_next_retry, certificates_answer, clock_json, enqueue_probe, resend, reset_clock
 from .http import control_error, json_body, payer_acts, signed_api, valid_shape
 from .models import SandboxApiCall, SandboxRefund, SandboxTransaction
 from .simulator import ApiFailure
 from .state import sandbox
-from .views import bp
 
 CERTIFICATE_ALGORITHMS = ("RSA", "ALL")
 
@@ -27,7 +27,7 @@ CERTIFICATE_ALGORITHMS = ("RSA", "ALL")
 # -- API v3 ---------------------------------------------------------------------------------
 
 
-@bp.get("/v3/certificates")
+@api.get("/v3/certificates")
 @signed_api
 def certificates(platform, merchant):
     algorithm = request.args.get("algorithm_type")
@@ -39,7 +39,7 @@ def certificates(platform, merchant):
     return 200, certificates_answer(platform)
 
 
-@bp.get("/v3/pay/transactions/id/<transaction_id>")
+@api.get("/v3/pay/transactions/id/<transaction_id>")
 @signed_api
 def query_by_id(platform, merchant, transaction_id: str):
     if request.args.get("mchid") != merchant.mchid:
@@ -52,13 +52,13 @@ def query_by_id(platform, merchant, transaction_id: str):
     return 200, platform.query(merchant, out_trade_no)
 
 
-@bp.post("/v3/refund/domestic/refunds")
+@api.post("/v3/refund/domestic/refunds")
 @signed_api
 def refund_create(platform, merchant):
     return 200, refunds.create(platform, merchant, json_body())
 
 
-@bp.get("/v3/refund/domestic/refunds/<out_refund_no>")
+@api.get("/v3/refund/domestic/refunds/<out_refund_no>")
 @signed_api
 def refund_query(platform, merchant, out_refund_no: str):
     return 200, refunds.query(platform, merchant, out_refund_no)
@@ -67,7 +67,7 @@ def refund_query(platform, merchant, out_refund_no: str):
 # -- the payer's failure choices on the scan page ------------------------------------------------
 
 
-@bp.post("/wxpay/bizpayurl/fail")
+@payer.post("/wxpay/bizpayurl/fail")
 def scan_fail():
     result = request.form.get("result", "")
     if result not in ("NOTENOUGH", "PAYERROR", "USERPAYING"):
@@ -78,7 +78,7 @@ def scan_fail():
 # -- test control -------------------------------------------------------------------------------
 
 
-@bp.post("/control/refund")
+@control.post("/control/refund")
 def control_refund():
     """End a PROCESSING refund now: ``{"out_refund_no", "result": SUCCESS|ABNORMAL|CLOSED, "notify"}``."""
     data = request.get_json(silent=True)
@@ -103,7 +103,7 @@ def control_refund():
     return refunds.describe(refund)
 
 
-@bp.get("/control/refunds")
+@control.get("/control/refunds")
 def control_refunds():
     query = select(SandboxRefund).order_by(SandboxRefund.id)
     if request.args.get("out_trade_no"):
@@ -113,7 +113,7 @@ def control_refunds():
     return {"refunds": [refunds.describe(r) for r in db.session.scalars(query)]}
 
 
-@bp.post("/control/clock")
+@control.post("/control/clock")
 def control_clock():
     """Fast-forward the simulator clock: ``{"advance_seconds": N}``, ``{"to": "next_retry"}`` or ``{"reset": true}``."""
     data = request.get_json(silent=True)
@@ -136,12 +136,12 @@ def control_clock():
     return clock_json(state.platform)
 
 
-@bp.get("/control/clock")
+@control.get("/control/clock")
 def control_clock_get():
     return clock_json(sandbox().platform)
 
 
-@bp.route("/control/settings", methods=["GET", "POST"])
+@control.route("/control/settings", methods=["GET", "POST"])
 def control_settings():
     """Read, or change (``{"name": value, ...}``), notify_signing, answer_signing, rate_limit_per_second."""
     platform = sandbox().platform
@@ -160,7 +160,7 @@ def control_settings():
     return platform.settings.all()
 
 
-@bp.post("/control/rotate-cert")
+@control.post("/control/rotate-cert")
 def control_rotate_cert():
     """Issue a new platform certificate; the old one stays listed for ``overlap_seconds`` (default 7 days)."""
     data = request.get_json(silent=True) or {}
@@ -172,7 +172,7 @@ def control_rotate_cert():
     return {"serial_no": cert.serial, "listed": [c.serial for c in platform.certificates.listed(platform.now())]}
 
 
-@bp.get("/control/certificates")
+@control.get("/control/certificates")
 def control_certificates():
     platform = sandbox().platform
     now = platform.now()
@@ -184,7 +184,7 @@ def control_certificates():
                              for c in platform.certificates.all()]}
 
 
-@bp.post("/control/probe")
+@control.post("/control/probe")
 def control_probe():
     """Send a mis-signed probe notification: ``{"out_trade_no"}`` (default: the latest transaction)."""
     data = request.get_json(silent=True) or {}
@@ -197,7 +197,7 @@ def control_probe():
     return {"id": row.id, "out_trade_no": row.out_trade_no, "state": row.state}
 
 
-@bp.post("/control/notifications/<int:notification_id>/resend")
+@control.post("/control/notifications/<int:notification_id>/resend")
 def control_resend(notification_id: int):
     state = sandbox()
     if not resend(state.platform, notification_id):
@@ -206,7 +206,7 @@ def control_resend(notification_id: int):
     return {"id": notification_id, "state": "pending"}
 
 
-@bp.get("/control/calls")
+@control.get("/control/calls")
 def control_calls():
     """The latest API calls the simulator received (``?path=`` filters by a path prefix)."""
     query = select(SandboxApiCall).order_by(SandboxApiCall.id.desc()).limit(200)
