@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from storefront.extensions import db
 from storefront.models import OrderEvent, OrderStatus, Payment, PaymentStatus, RefundStatus, utcnow
-from storefront.services import orders
-from storefront.services.orders import OrderError, PaymentOutcome, RefundOutcome
+from storefront.services import orders, refund_states
+from storefront.services.orders import OrderError, PaymentOutcome
+from storefront.services.refund_states import RefundOutcome
 
 P, C, D, R = OrderStatus.PENDING, OrderStatus.CLOSED, OrderStatus.PAID, OrderStatus.REFUNDED
 
@@ -27,9 +28,12 @@ def ctx(app):
 
 
 def pay(payment: Payment, amount: int | None = None, transaction_id: str = "4200000001") -> PaymentOutcome:
-    return orders.apply_payment(payment.out_trade_no, transaction_id=transaction_id,
-                                amount_total=payment.amount_total if amount is None else amount,
-                                paid_at=utcnow(), cause="notify")
+    """WeChat Pay reports the attempt paid; committed as its caller (a query, a notification) does."""
+    outcome = orders.apply_payment(payment.out_trade_no, transaction_id=transaction_id,
+                                   amount_total=payment.amount_total if amount is None else amount,
+                                   paid_at=utcnow(), cause="notify")
+    db.session.commit()
+    return outcome
 
 
 def reload(row):
@@ -166,16 +170,19 @@ def test_reuse_needs_time_left(ctx):
 def _refund(state: str):
     order, payment = _setup("pending/notpay")
     pay(payment)
-    refund = orders.create_refund(reload(payment), payment.amount_total, reason="test")
+    refund = refund_states.create_refund(reload(payment), payment.amount_total, reason="test")
     if state == "abnormal":
-        orders.apply_refund(refund.out_refund_no, wechat_status="ABNORMAL", refund_id="5030", amount=None,
+        refund_states.apply_refund(refund.out_refund_no, wechat_status="ABNORMAL", refund_id="5030", amount=None,
                             succeeded_at=None, cause="query")
+        db.session.commit()
     elif state == "success":
-        orders.apply_refund(refund.out_refund_no, wechat_status="SUCCESS", refund_id="5030", amount=None,
+        refund_states.apply_refund(refund.out_refund_no, wechat_status="SUCCESS", refund_id="5030", amount=None,
                             succeeded_at=None, cause="query")
+        db.session.commit()
     elif state == "closed":
-        orders.apply_refund(refund.out_refund_no, wechat_status="CLOSED", refund_id="5030", amount=None,
+        refund_states.apply_refund(refund.out_refund_no, wechat_status="CLOSED", refund_id="5030", amount=None,
                             succeeded_at=None, cause="query")
+        db.session.commit()
     return order, payment, refund
 
 
@@ -196,8 +203,9 @@ REFUND_TABLE = [
 @pytest.mark.parametrize("state,reported,outcome,refund_after,order_after", REFUND_TABLE)
 def test_apply_refund(ctx, state, reported, outcome, refund_after, order_after):
     order, _payment, refund = _refund(state)
-    assert orders.apply_refund(refund.out_refund_no, wechat_status=reported, refund_id="5030", amount=None,
+    assert refund_states.apply_refund(refund.out_refund_no, wechat_status=reported, refund_id="5030", amount=None,
                                succeeded_at=None, cause="notify") == outcome
+    db.session.commit()
     assert refund_of(refund.id).status == refund_after
     assert reload(order).status == order_after
 
@@ -211,14 +219,14 @@ def test_a_closed_refund_gives_the_amount_back(ctx, state, reserved_after):
 def test_refunds_never_exceed_what_was_paid(ctx):
     _order, payment, _refund_row = _refund("pending")
     with pytest.raises(OrderError) as refused:
-        orders.create_refund(reload(payment), 1)
+        refund_states.create_refund(reload(payment), 1)
     assert refused.value.code == "REFUND_EXCEEDS_PAID"
 
 
 def test_a_refused_refund_is_failed_once(ctx):
     _order, payment, refund = _refund("pending")
-    assert orders.refund_failed(refund.id, "INVALID_REQUEST: test") is True
-    assert orders.refund_failed(refund.id, "INVALID_REQUEST: test") is False
+    assert refund_states.refund_failed(refund.id, "INVALID_REQUEST: test") is True
+    assert refund_states.refund_failed(refund.id, "INVALID_REQUEST: test") is False
     assert refund_of(refund.id).status == RefundStatus.FAILED
     assert reload(payment).refund_reserved == 0
 

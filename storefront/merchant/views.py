@@ -21,7 +21,7 @@ from ..errors import ShopError
 from ..extensions import db
 from ..i18n import _
 from ..models import Order, OrderStatus, Refund
-from ..services import orders, refunds
+from ..services import refund_states, refunds
 from ..web import check_csrf
 from ..wechatpay import WeChatPayError
 
@@ -155,7 +155,7 @@ def order(order_no: str):
     found = _order(order_no)
     refunds.refresh_pending(found)
     payment = refunds.order_payment(found)
-    refundable = orders.refundable(payment) if payment is not None and found.status == OrderStatus.PAID else 0
+    refundable = refund_states.refundable(payment) if payment is not None and found.status == OrderStatus.PAID else 0
     return render_template("merchant/order.html", order=found, payment=payment, refundable=refundable)
 
 

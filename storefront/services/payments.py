@@ -72,6 +72,7 @@ def query_and_apply(payment: Payment, cause: str = "query") -> Transaction:
             paid_at=_paid_at(transaction),
             cause=cause,
         )
+        db.session.commit()
         if outcome == PaymentOutcome.DOUBLE:
             refunds.refund_double_payment(out_trade_no)
     elif transaction.trade_state == "CLOSED":
@@ -136,8 +137,7 @@ class PaymentNotifications:
                 paid_at=_paid_at(transaction),
                 cause="notify",
                 wechat_ref=received.event.id,
-                commit=False,  # committed by notifications.record with the records: one commit, atomic
-            )
+            )  # committed by notifications.record with the records: one commit, atomic
         except OrderError:
             # No such attempt, or another amount: show what was compared.
             expected = db.session.scalar(select(Payment.amount_total)

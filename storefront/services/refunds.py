@@ -18,7 +18,7 @@ from ..models import Order, OrderStatus, Payment, PaymentStatus, Refund, RefundS
 from ..wechatpay import APIError, WeChatPayError
 from ..wechatpay.refunds import RefundResult
 from ..wechatpay.times import parse_time
-from . import flowlog, notifications, orders, wechat
+from . import flowlog, notifications, orders, refund_states, wechat
 from .orders import OrderError
 from .wechat import PaymentError
 
@@ -54,7 +54,7 @@ def request_refund(order: Order, amount: int, reason: str = "") -> Refund:
     payment = order_payment(order)
     if payment is None:
         raise OrderError("NOT_REFUNDABLE", _("找不到该订单的成功支付"), 409)
-    refund = orders.create_refund(payment, amount, reason=reason, kind="order", requested_by="merchant")
+    refund = refund_states.create_refund(payment, amount, reason=reason, kind="order", requested_by="merchant")
     return send(refund)
 
 
@@ -72,29 +72,30 @@ def send(refund: Refund) -> Refund:
         result, _response = wechat.client().refund(**arguments)
     except APIError as exc:
         if exc.status < 500:
-            orders.refund_failed(refund_id, f"{exc.code}: {exc.message}")
+            refund_states.refund_failed(refund_id, f"{exc.code}: {exc.message}")
             raise RefundError(exc.code, _("微信支付拒绝退款：%(m)s", m=exc.message), 409) from exc
         raise PaymentError("WECHATPAY_UNAVAILABLE", _("微信支付暂时无法受理退款，请稍后重试"), 503) from exc
     except WeChatPayError as exc:
         log.warning("refund %s: %s (kept pending, retry with the same number)", out_refund_no, exc)
         raise wechat.unavailable(_("暂时无法连接微信支付，退款将保留为处理中")) from exc
     apply(result, cause="merchant")
+    db.session.commit()
     refreshed = db.session.get(Refund, refund_id)
     db.session.refresh(refreshed)
     return refreshed
 
 
-def apply(result: RefundResult, cause: str, wechat_ref: str | None = None,
-          commit: bool = True) -> orders.RefundOutcome:
+def apply(result: RefundResult, cause: str, wechat_ref: str | None = None) -> refund_states.RefundOutcome:
+    """Apply a refund WeChat Pay described (answer, query or notification); the caller commits."""
     succeeded_at = None
     if result.success_time:
         try:
             succeeded_at = orders.to_utc_naive(parse_time(result.success_time))
         except ValueError:
             succeeded_at = None
-    return orders.apply_refund(
+    return refund_states.apply_refund(
         result.out_refund_no, wechat_status=result.status, refund_id=result.refund_id, amount=result.amount_refund,
-        succeeded_at=succeeded_at, cause=cause, wechat_ref=wechat_ref, commit=commit,
+        succeeded_at=succeeded_at, cause=cause, wechat_ref=wechat_ref,
     )
 
 
@@ -108,6 +109,7 @@ def query(refund: Refund) -> Refund:
             return send(refund)  # the request never arrived: send it now, same number
         raise
     apply(result, cause="query")
+    db.session.commit()
     refreshed = db.session.get(Refund, refund_id)
     db.session.refresh(refreshed)
     return refreshed
@@ -118,7 +120,7 @@ def refresh_pending(order: Order) -> None:
     for refund in list(order.refunds):
         if refund.status not in (RefundStatus.PENDING, RefundStatus.ABNORMAL):
             continue
-        if not orders.claim_refund_query(refund.id, QUERY_INTERVAL_SECONDS):
+        if not refund_states.claim_refund_query(refund.id, QUERY_INTERVAL_SECONDS):
             continue
         try:
             query(refund)
@@ -150,7 +152,7 @@ def refund_double_payment(out_trade_no: str) -> Refund | None:
     if existing is not None:
         return existing
     try:
-        refund = orders.create_refund(payment, payment.amount_total, reason=_("重复支付退款"),
+        refund = refund_states.create_refund(payment, payment.amount_total, reason=_("重复支付退款"),
                                       kind="duplicate", requested_by="system")
     except OrderError as exc:
         log.warning("double payment %s not refunded: %s", out_trade_no, exc.message)
@@ -193,7 +195,8 @@ class RefundNotifications:
     def apply(self, received: notifications.Received) -> str:
         result = received.state["result"]
         assert isinstance(result, RefundResult)
-        return str(apply(result, cause="notify", wechat_ref=received.event.id, commit=False))
+        # Committed by notifications.record with the records: one commit, atomic.
+        return str(apply(result, cause="notify", wechat_ref=received.event.id))
 
     def after(self, received: notifications.Received, outcome: str) -> None:
         pass
