@@ -16,12 +16,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from flask import Flask, request
-from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, String, Table, bindparam, create_engine, insert,
-                        text)
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, bindparam, create_engine, insert, text
 from werkzeug.serving import make_server
 
 from storefront import bootstrap, create_app
 from storefront.extensions import db
+from storefront.sandbox import demo
 
 from . import load
 from .peer import SDK_TABLE, build_sdk_app
@@ -150,7 +150,7 @@ class Environment:
         if self._template is not None:
             shutil.copytree(self._template, instance)
         else:
-            bootstrap.ensure_demo_credentials(instance)
+            demo.ensure_demo_credentials(instance)
         settings = {
             "SECRET_KEY": "bench-secret",
             "WECHATPAY_SANDBOX": True,

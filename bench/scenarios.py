@@ -223,8 +223,8 @@ def notify_vs_peers(env: Environment, requests: int = 400, threads: int = 8, war
         lines.append(Line(
             name="notify vs SDK handler", ours=rate["notify"], baseline=rate["sdk"],
             baseline_label=f"wechatpayv3 {sdk_version} handler", aim=0.8, target=True,
-            notes=[f"the shop's /notify/wechatpay (recording on) vs the SDK README's ~30-line Flask handler "
-                   f"(bench/peer.py: callback() verifies and decrypts, one conditional UPDATE, 204), same bodies; "
+            notes=["the shop's /notify/wechatpay (recording on) vs the SDK README's ~30-line Flask handler "
+                   "(bench/peer.py: callback() verifies and decrypts, one conditional UPDATE, 204), same bodies; "
                    + common, _cost_note(env, {k: meters[k] for k in ("notify", "sdk")}, dict.fromkeys(sides, requests))]
             + closed_note,
         ))
@@ -444,7 +444,8 @@ def crypto_vs_sdk(env: Environment, rounds: int = DEFAULTS["rounds"], sign_loops
     Both sides get the same pre-loaded key objects where the SDK's API takes one (``rsa_sign``,
     ``rsa_verify``); ``aes_decrypt`` takes the key string and builds its AESGCM on every call.
     """
-    from wechatpayv3 import __version__ as sdk_version, utils as sdk
+    from wechatpayv3 import __version__ as sdk_version
+    from wechatpayv3 import utils as sdk
     from wechatpayv3.core import Core
 
     from storefront.wechatpay import aead
@@ -455,7 +456,6 @@ def crypto_vs_sdk(env: Environment, rounds: int = DEFAULTS["rounds"], sign_loops
 
     gw = env.gateway
     creds = gw.credentials
-    platform = env.platform
 
     # sign: a real prepay request's message, with the merchant key both sides share.
     body = json_body({

@@ -8,14 +8,10 @@ from datetime import datetime, timezone
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .clock import utcnow
 from .extensions import db
 from .i18n import _
 from .services import flowcodec
-
-
-def utcnow() -> datetime:
-    """Naive UTC: portable across SQLite and PostgreSQL ``timestamp`` columns."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class OrderStatus(enum.StrEnum):

@@ -112,8 +112,9 @@ def test_what_is_not_stored_is_rebuilt_exactly(server):
 def test_a_changed_key_shows_a_note_not_a_wrong_value(server):
     shopper, order, _payment = _paid(server)
     gateway = server.app.extensions["wechatpay"]
-    from storefront.wechatpay import aead
     from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from storefront.wechatpay import aead
 
     creds = gateway.credentials
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
