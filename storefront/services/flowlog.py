@@ -558,6 +558,10 @@ class NotificationTrace:
         self.out_trade_no: str | None = None
         self.link: Link | None = None  # the order and attempt, when the handler already knows them
 
+    def linked(self, order_id: int, payment_id: int) -> None:
+        """The order and attempt the notification is about, as the handler found them."""
+        self.link = Link(order_id, payment_id)
+
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
         """Record one check's outcome and return it: ``if not trace.check(...): refuse``."""
         return self.checks.add(name, ok, detail)

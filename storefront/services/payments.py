@@ -137,6 +137,8 @@ class PaymentNotifications:
                 paid_at=_paid_at(transaction),
                 cause="notify",
                 wechat_ref=received.event.id,
+                # The flow record links to the attempt this updated: no query to find it again.
+                on_applied=lambda order_id, payment_id: received.trace.linked(order_id, payment_id),
             )  # committed by notifications.record with the records: one commit, atomic
         except OrderError:
             # No such attempt, or another amount: show what was compared.
