@@ -128,7 +128,7 @@ def _layout(fields: Mapping[str, Any]) -> bytes:
 DICTIONARY_V1 = b"".join(_layout(sample) for sample in _SAMPLES)
 
 
-_PRIMED = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
+_PRIMED = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
 
 
 def encode(fields: Mapping[str, Any]) -> bytes:

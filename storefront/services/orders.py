@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import ShopError
 from ..extensions import db
@@ -160,6 +161,20 @@ def reusable_payment(order: Order, method: str, min_remaining_seconds: float | N
     )
 
 
+def attempts(order_id: int) -> list[Payment]:
+    """Every attempt of the order, newest first: one query serves reuse, closing and numbering."""
+    return list(db.session.scalars(select(Payment).where(Payment.order_id == order_id).order_by(Payment.id.desc())))
+
+
+def reusable_among(known: list[Payment], method: str, min_remaining_seconds: float | None = None) -> Payment | None:
+    """``reusable_payment`` over attempts already loaded (``attempts``), newest first."""
+    if min_remaining_seconds is None:
+        min_remaining_seconds = reuse_margin(current_app.config["PAYMENT_TTL_SECONDS"])
+    limit = utcnow() + timedelta(seconds=min_remaining_seconds)
+    return next((p for p in known if p.method == method and p.status == PaymentStatus.NOTPAY
+                 and p.expires_at > limit), None)
+
+
 def open_payments(order_id: int) -> list[Payment]:
     return list(
         db.session.scalars(
@@ -168,8 +183,11 @@ def open_payments(order_id: int) -> list[Payment]:
     )
 
 
-def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int) -> Payment:
+def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int, count: int | None = None) -> Payment:
     """Write a new attempt (status ``created``). The caller closes older ones at WeChat first.
+
+    ``count``: the order's attempts so far, if the caller has just loaded them (``attempts``);
+    a concurrent start of the same number is refused by the unique ``out_trade_no`` either way.
 
     :raise OrderError: order not payable, or too many attempts.
     """
@@ -177,7 +195,8 @@ def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int
         raise OrderError("ORDERPAID", _("订单已支付"), 409)
     if order.status != OrderStatus.PENDING:
         raise OrderError("ORDER_CLOSED", _("订单已关闭，请重新下单"), 409)
-    count = db.session.scalar(select(func.count()).where(Payment.order_id == order.id)) or 0
+    if count is None:
+        count = db.session.scalar(select(func.count()).where(Payment.order_id == order.id)) or 0
     if count >= max_attempts:
         raise OrderError("TOO_MANY_ATTEMPTS", _("支付尝试次数过多，请重新下单"), 409)
     payment = Payment(
@@ -199,10 +218,24 @@ def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int
 
 
 def payment_issued(payment_id: int, code_url: str | None, **issued: object) -> bool:
-    """WeChat Pay accepted the attempt: it is now payable. ``issued``: h5_url, prepay_id, ..."""
-    changed = _move_payment(payment_id, (PaymentStatus.CREATED,), PaymentStatus.NOTPAY, code_url=code_url, **issued)
+    """WeChat Pay accepted the attempt: it is now payable. ``issued``: h5_url, prepay_id, ...
+
+    A Core UPDATE on the table (the caller holds the row: ``issued_locally`` tells it what was
+    written, without reading it back).
+    """
+    table = Payment.__table__
+    changed = db.session.execute(
+        update(table).where(table.c.id == payment_id, table.c.status == str(PaymentStatus.CREATED))
+        .values(status=str(PaymentStatus.NOTPAY), code_url=code_url, **issued)
+    ).rowcount == 1
     db.session.commit()
     return changed
+
+
+def issued_locally(payment: Payment, code_url: str | None, **issued: object) -> None:
+    """Set on a loaded attempt what ``payment_issued`` wrote, as loaded state (no re-read, no flush)."""
+    for name, value in {"status": str(PaymentStatus.NOTPAY), "code_url": code_url, **issued}.items():
+        set_committed_value(payment, name, value)
 
 
 def payment_failed(payment_id: int) -> bool:
