@@ -123,7 +123,7 @@ def record(received: Received | None, result: NotifyResult, *, keep: bool = Fals
         db.session.rollback()
     # A Core INSERT on the table, built once: the record needs no ORM object (a unit-of-work
     # flush cost a quarter of a notification's CPU).
-    db.session.execute(_ADD_RECORD, {
+    db.session.connection().execute(_ADD_RECORD, {
         "received_at": utcnow(), "notification_id": event_id,
         "event_type": event.event_type if event is not None else None,
         "out_trade_no": received.out_trade_no if received is not None else None,

@@ -266,7 +266,9 @@ def apply_payment(
         in both cases nothing changes.
     """
     # The common case is one statement: the open attempt, with this very amount, becomes paid.
-    row = db.session.execute(_PAY_OPEN_ATTEMPT, {
+    # Core statements run on the session's connection (same transaction), past the ORM layer.
+    connection = db.session.connection()
+    row = connection.execute(_PAY_OPEN_ATTEMPT, {
         "out_trade_no_": out_trade_no, "amount_": amount_total, "transaction_id_": transaction_id,
         "paid_at_": paid_at}).first()
     late = False
@@ -294,10 +296,10 @@ def apply_payment(
         on_applied(order_id, payment_id)
     ref = wechat_ref or transaction_id
     # pending → paid (TRANSITIONS), as ``transition`` would, with a statement built once.
-    if db.session.execute(_PAY_PENDING_ORDER, {"order_id_": order_id, "paid_at_": paid_at,
+    if connection.execute(_PAY_PENDING_ORDER, {"order_id_": order_id, "paid_at_": paid_at,
                                                "review_": late}).rowcount == 1:
         note = _("微信支付确认收款") if not late else _("已关闭的支付尝试被支付，已标记复核")
-        db.session.execute(_ADD_EVENT, {
+        connection.execute(_ADD_EVENT, {
             "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": OrderStatus.PENDING,
             "to_status": OrderStatus.PAID, "cause": cause, "note": str(note)[:200], "wechat_ref": ref})
         outcome = PaymentOutcome.LATE if late else PaymentOutcome.APPLIED
