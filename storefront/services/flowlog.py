@@ -602,7 +602,7 @@ class NotificationTrace:
             "method": "POST",
             "url": self.url,
             "status": result.status,
-            "request_headers": dict(self.headers.items()),
+            "request_headers": flowcodec.kept_headers(self.headers),  # the rest would be dropped anyway
             "request_body": text,
             "response_headers": {},
             "response_body": "" if result.status < 300 else json.dumps(
