@@ -59,6 +59,7 @@ def sandbox() -> Sandbox:
 def register(app: Flask) -> None:
     from . import tamper  # noqa: F401  adds the guided tour's tampered-notification control to bp
     from . import console, views_api  # noqa: F401  # more routes on the same blueprint
+    from . import bills  # noqa: F401  # /v3/bill/* and the bill download, on the same blueprint
     from .views import bp
 
     state = Sandbox(app)

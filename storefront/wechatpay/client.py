@@ -173,6 +173,47 @@ class Client:
             self._observe(exchange, started)
         return Response(answer.status_code, data, exchange.request_id, exchange)
 
+    def download(self, url: str) -> bytes:
+        """A signed GET whose answer is a file: raw bytes, no JSON, no answer signature.
+
+        WeChat Pay does not sign a bill download; the caller checks the file's hash instead
+        (``wechatpay/bills.py``). ``url`` must be on this client's API host: a signed request is
+        never sent elsewhere. :raise APIError, TransportError:
+        """
+        base, target = urlsplit(self.api_base), urlsplit(url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path):
+            raise TransportError(f"download URL is not on the API host {base.netloc}")
+        canonical_url = target.path[len(base.path.rstrip("/")):] + ("?" + target.query if target.query else "")
+        signed = sign_request(self._private_key, mchid=self.mchid, serial_no=self.merchant_serial, method="GET",
+                              canonical_url=canonical_url, body="")
+        headers = {"Authorization": signed.authorization}
+        if self.public_key_id:
+            headers["Wechatpay-Serial"] = self.public_key_id
+        exchange = Exchange(method="GET", url=self.api_base + canonical_url, canonical_url=canonical_url,
+                            request_headers={**dict(self._session.headers), **headers}, request_body="",
+                            signed_message=signed.message)
+        started = time.perf_counter()
+        try:
+            answer = self._session.get(self.api_base + canonical_url, headers=headers, timeout=self.timeout,
+                                       allow_redirects=False)
+        except requests.RequestException as exc:
+            exchange.error = f"transport: {exc.__class__.__name__}"
+            self._observe(exchange, started)
+            raise TransportError(f"GET {canonical_url}: {exc.__class__.__name__}") from exc
+        exchange.status = answer.status_code
+        exchange.response_headers = dict(answer.headers)
+        exchange.request_id = answer.headers.get("Request-ID")
+        try:
+            if answer.status_code >= 300:
+                exchange.response_body = answer.content.decode("utf-8", "replace")
+                error = self._api_error(answer.status_code, answer.content, exchange.request_id)
+                exchange.error = f"{error.code}: {error.message}"
+                raise error
+            exchange.response_body = f"<{len(answer.content)} bytes, not signed: checked by its hash>"
+        finally:
+            self._observe(exchange, started)
+        return answer.content
+
     def _observe(self, exchange: Exchange, started: float) -> None:
         exchange.elapsed_ms = (time.perf_counter() - started) * 1000
         if self.observer is not None:
