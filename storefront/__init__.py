@@ -49,6 +49,9 @@ FROM_ENVIRON = {
     "SANDBOX_NOTIFY_SIGNING": ("SANDBOX_NOTIFY_SIGNING", str),
     "SANDBOX_ANSWER_SIGNING": ("SANDBOX_ANSWER_SIGNING", str),
     "SANDBOX_RATE_LIMIT": ("SANDBOX_RATE_LIMIT", int),
+    "SANDBOX_PAID_CODE": ("SANDBOX_PAID_CODE", str),
+    "SANDBOX_COUPON_AMOUNT": ("SANDBOX_COUPON_AMOUNT", int),
+    "SANDBOX_FEE_RATE_BP": ("SANDBOX_FEE_RATE_BP", int),
     "FLOW_RETENTION_DAYS": ("FLOW_RETENTION_DAYS", int),
     "FLOW_MAX_FIELD_CHARS": ("FLOW_MAX_FIELD_CHARS", int),
     "SCHEDULER_INTERVAL_SECONDS": ("SCHEDULER_INTERVAL_SECONDS", float),
@@ -89,6 +92,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         SANDBOX_TIME_SCALE=1.0,
         SANDBOX_NOTIFIER=True,
         SANDBOX_MERCHANT_NAME="山间小铺",
+        SANDBOX_FEE_RATE_BP=60,  # 手续费 rate in the simulator's bills, basis points (0.60%)
         AUTO_INIT=True,
         SCHEDULER_INTERVAL_SECONDS=0,  # make run sets 60; production uses cron
         PORT=5000,

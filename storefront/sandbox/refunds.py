@@ -140,6 +140,10 @@ def create(platform: Platform, merchant: Merchant, data: Any) -> dict[str, Any]:
         settle_at=now + timedelta(seconds=PROCESSING_SECONDS * platform.time_scale),
     )
     db.session.add(refund)
+    # trade_state becomes REFUND ("转入退款") as soon as a refund is accepted, not when it succeeds.
+    db.session.execute(update(SandboxTransaction).where(SandboxTransaction.id == txn.id,
+                                                        SandboxTransaction.trade_state == "SUCCESS")
+                       .values(trade_state="REFUND"))
     try:
         db.session.commit()
     except IntegrityError:

@@ -35,6 +35,9 @@ from .settings import Settings
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_*|-]{6,32}$")
 CODE_URL_LIFETIME = timedelta(hours=2)
 DEFAULT_EXPIRY = timedelta(days=7)
+UNPAID_CLOSE_AFTER = timedelta(days=7)  # WeChat Pay closes an order left unpaid this long
+# time_expire exactly as WeChat Pay documents it: yyyy-MM-DDTHH:mm:ss+08:00 (no fraction, no Z, no space).
+TIME_EXPIRE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
 MIN_EXPIRY = timedelta(minutes=1)
 MAX_EXPIRY = timedelta(days=90)
 # WeChat Pay's notification retry gaps (seconds): 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
@@ -248,7 +251,9 @@ class Platform:
             expire = now + DEFAULT_EXPIRY
         else:
             try:
-                moment = parse_time(str(time_expire_text))
+                if not isinstance(time_expire_text, str) or not TIME_EXPIRE.match(time_expire_text):
+                    raise ValueError(time_expire_text)
+                moment = parse_time(time_expire_text)
             except ValueError:
                 raise param_error("/time_expire", "须为RFC3339格式，如2018-06-08T10:34:56+08:00", time_expire_text) from None
             expire = moment.astimezone(timezone.utc).replace(tzinfo=None)
@@ -286,13 +291,37 @@ class Platform:
 
     def _resubmit(self, txn: SandboxTransaction, trade_type: str, fields: dict[str, Any]) -> SandboxTransaction:
         # Same parameters again: the current URL; anything changed: "201 商户订单号重复".
+        self.close_if_abandoned(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
-            raise ApiFailure(400, "ORDERPAID", "该订单已支付")
-        if txn.trade_state == "CLOSED" or self.expired(txn):
+            raise ApiFailure(400, self.settings.get("paid_code"), "该订单已支付")
+        now = self.now()
+        if txn.trade_state == "CLOSED" or now >= txn.time_expire:
             raise ApiFailure(400, "ORDER_CLOSED", "订单已关闭")
         if txn.trade_type != trade_type or txn.fingerprint != fields["fingerprint"]:
             raise ApiFailure(400, "INVALID_REQUEST", "201 商户订单号重复")
+        if now >= txn.code_expires_at:
+            # The code_url / prepay_id lived its 2 hours, the order is still open: an identical
+            # re-order before time_expire gets a fresh one (WeChat Pay's "prepay_id 有效期为2小时").
+            db.session.execute(
+                update(SandboxTransaction)
+                .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
+                .values(code_expires_at=now + CODE_URL_LIFETIME,
+                        pay_token="".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10)))
+            )
+            db.session.commit()
+            db.session.refresh(txn)
         return txn
+
+    def close_if_abandoned(self, txn: SandboxTransaction) -> None:
+        """An order left unpaid for 7 days is closed by WeChat Pay itself (trade_state CLOSED)."""
+        if txn.trade_state == "NOTPAY" and self.now() >= txn.created_at + UNPAID_CLOSE_AFTER:
+            db.session.execute(
+                update(SandboxTransaction)
+                .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
+                .values(trade_state="CLOSED", last_payer_result=None)
+            )
+            db.session.commit()
+            db.session.refresh(txn)
 
     def find(self, mchid: str, out_trade_no: str) -> SandboxTransaction | None:
         return db.session.scalar(
@@ -311,6 +340,7 @@ class Platform:
         txn = self.find(merchant.mchid, out_trade_no)
         if txn is None:
             raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+        self.close_if_abandoned(txn)
         fault = self._take_query_fault(txn)
         if fault == "SYSTEM_ERROR":
             raise ApiFailure(500, "SYSTEM_ERROR", "系统错误")
@@ -359,7 +389,7 @@ class Platform:
         return data
 
     def close(self, merchant: Merchant, out_trade_no: str, data: Any) -> None:
-        """``POST …/close``. :raise ApiFailure: ORDERPAID, ORDER_NOT_EXIST, PARAM_ERROR."""
+        """``POST …/close``. :raise ApiFailure: ORDER_PAID (or ORDERPAID, a setting), ORDER_NOT_EXIST, PARAM_ERROR."""
         if not isinstance(data, dict) or data.get("mchid") != merchant.mchid:
             raise param_error("/mchid", "缺少mchid或与Authorization中的商户号不一致")
         txn = self.find(merchant.mchid, out_trade_no)
@@ -373,7 +403,7 @@ class Platform:
         db.session.commit()
         db.session.refresh(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
-            raise ApiFailure(400, "ORDERPAID", "订单已支付")
+            raise ApiFailure(400, self.settings.get("paid_code"), "订单已支付")
         # Closing an already-closed order answers 204 again, as the real API does (reference §9.3);
         # ORDER_CLOSED is for ordering or paying a closed one.
 

@@ -1,0 +1,151 @@
+"""Protocol fidelity against WeChat Pay's own documents: what passes here must not break live.
+
+- a paid order's refusal, ``ORDER_PAID`` (v3 troubleshooting handbook) or the older ``ORDERPAID``,
+  is one event to the shop everywhere: scene switch, QR renewal, close-expired;
+- ``time_expire`` in exactly the documented form;
+- a code_url/prepay_id lives 2 hours, an identical re-order before time_expire gets a fresh one;
+  an order left unpaid 7 days is closed by WeChat Pay;
+- ``trade_state`` is ``REFUND`` as soon as a refund is accepted.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+
+from conftest import LiveServer, Shopper
+from test_lifecycle import checkout, expire_locally, order_row, payment_row, run_job, serve  # noqa: F401
+from test_sandbox_api import Merchant, new_out_trade_no, transaction_row
+from test_scenes import PHONE_UA, _h5, _shopper
+from storefront.models import utcnow
+from storefront.wechatpay import APIError
+from storefront.wechatpay.times import format_time
+
+SPELLINGS = ["ORDER_PAID", "ORDERPAID"]
+
+
+@pytest.mark.parametrize("wire, canonical", [
+    ("ORDER_PAID", "ORDERPAID"), ("ORDERPAID", "ORDERPAID"), ("USER_PAYING", "USERPAYING"),
+    ("USERPAYING", "USERPAYING"), ("ORDERNOTEXIST", "ORDER_NOT_EXIST"), ("ORDER_NOT_EXIST", "ORDER_NOT_EXIST"),
+    ("SIGN_ERROR", "SIGN_ERROR"),
+])
+def test_both_spellings_of_one_refusal_are_one_code(wire, canonical):
+    error = APIError(400, wire, "订单已支付")
+    assert (error.code, error.wire_code) == (canonical, wire)
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_scene_switch_after_the_payer_paid_shows_paid_with_either_spelling(make_app, spelling):
+    server = LiveServer(make_app(SANDBOX_NOTIFIER=True, SANDBOX_PAID_CODE=spelling))
+    try:
+        shopper = _shopper(server, PHONE_UA)
+        order, payment = _h5(shopper)
+        assert shopper.pay_in_simulator(payment["out_trade_no"], notify="drop").status_code == 200
+        switched = shopper.http.get(f"{server.url}/orders/{order['order_no']}/pay?method=native",
+                                    allow_redirects=False, timeout=10)
+        # Not "暂时无法连接微信支付": the close answered a paid order, and the page shows it paid.
+        assert switched.status_code == 302 and switched.headers["Location"].endswith(f"/orders/{order['order_no']}")
+        assert order_row(server.app, order["order_no"]).status == "paid"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_close_expired_and_renewal_meeting_a_paid_order_with_either_spelling(serve, spelling):  # noqa: F811
+    server, shopper = serve(CLOSE_GRACE_SECONDS=0, SANDBOX_PAID_CODE=spelling)
+    app = server.app
+    order_no, out_trade_no = checkout(shopper)
+    assert shopper.pay_in_simulator(out_trade_no, notify="drop").status_code == 200
+    expire_locally(app, out_trade_no)
+    assert "closed 0 attempt(s); 1 turned out paid" in run_job(app, "close-expired")
+    assert order_row(app, order_no).status == "paid"
+
+    order_no, out_trade_no = checkout(shopper)  # the QR countdown ran out, but the payer was faster
+    assert shopper.pay_in_simulator(out_trade_no, notify="drop").status_code == 200
+    expire_locally(app, out_trade_no)
+    answer = shopper.http.post(f"{server.url}/api/orders/{order_no}/payments", json={"method": "native"}, timeout=10)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "ORDERPAID"
+    assert payment_row(app, out_trade_no).status == "paid"
+
+
+@pytest.mark.parametrize("text", [
+    "2026-12-01T10:34:56.123+08:00",  # a fraction
+    "2026-12-01T02:34:56Z",  # Z
+    "2026-12-01 10:34:56+08:00",  # a space
+    "20261201T103456+0800",  # the compact form
+    "2026-12-01T10:34:56",  # no offset
+    "2026-12-01T10:34+08:00",  # no seconds
+])
+def test_time_expire_in_any_other_form_is_param_error(live_server, text):
+    merchant = Merchant(live_server)
+    body = merchant.order_body(time_expire=text)
+    with pytest.raises(APIError) as refused:
+        merchant.client.request("POST", "/v3/pay/transactions/native", body)
+    assert refused.value.status == 400 and refused.value.code == "PARAM_ERROR"
+    assert refused.value.detail["field"] == "/time_expire"
+    # The documented form is accepted.
+    assert merchant.client.request("POST", "/v3/pay/transactions/native",
+                                   merchant.order_body(time_expire=format_time(utcnow() + timedelta(hours=3)))).status == 200
+
+
+def _advance(server: LiveServer, seconds: float) -> None:
+    answer = requests.post(f"{server.url}/sandbox/control/clock", json={"advance_seconds": seconds}, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_identical_reorder_after_two_hours_gets_a_fresh_code_url(live_server):
+    merchant = Merchant(live_server)
+    out_trade_no = new_out_trade_no()
+    time_expire = utcnow() + timedelta(hours=5)
+    first = merchant.prepay(out_trade_no, time_expire=time_expire)
+    _advance(live_server, 2 * 3600 + 60)  # the code_url's 2 hours are over, time_expire is not
+    pay_old = requests.post(f"{live_server.url}/sandbox/control/pay", json={"out_trade_no": out_trade_no}, timeout=10)
+    assert pay_old.status_code == 409 and pay_old.json()["code"] == "ORDER_EXPIRED"
+    again = merchant.prepay(out_trade_no, time_expire=time_expire)
+    assert again.status == 200 and again.data["code_url"] != first.data["code_url"]
+    assert requests.post(f"{live_server.url}/sandbox/control/pay", json={"out_trade_no": out_trade_no},
+                         timeout=10).status_code == 200
+    # After time_expire, the same re-order is ORDER_CLOSED.
+    other = new_out_trade_no()
+    first_expire = format_time(utcnow() + timedelta(hours=2, minutes=30))  # 30 min on the advanced clock
+    merchant.client.request("POST", "/v3/pay/transactions/native",
+                            merchant.order_body(out_trade_no=other, time_expire=first_expire))
+    _advance(live_server, 3600)
+    body = merchant.order_body(out_trade_no=other, time_expire=first_expire)
+    with pytest.raises(APIError) as closed:
+        merchant.client.request("POST", "/v3/pay/transactions/native", body)
+    assert closed.value.code == "ORDER_CLOSED"
+
+
+def test_an_order_left_unpaid_for_seven_days_is_closed_by_wechat(live_server):
+    merchant = Merchant(live_server)
+    out_trade_no = new_out_trade_no()
+    merchant.prepay(out_trade_no, time_expire=utcnow() + timedelta(days=30))
+    _advance(live_server, 6 * 86400)
+    assert merchant.client.query_by_out_trade_no(out_trade_no)[0].trade_state == "NOTPAY"
+    _advance(live_server, 86400 + 60)
+    assert merchant.client.query_by_out_trade_no(out_trade_no)[0].trade_state == "CLOSED"
+    assert transaction_row(live_server, out_trade_no).trade_state == "CLOSED"
+
+
+def test_trade_state_is_refund_as_soon_as_a_refund_is_requested(live_server):
+    merchant = Merchant(live_server)
+    out_trade_no = new_out_trade_no()
+    merchant.prepay(out_trade_no, amount_total=500)
+    assert merchant.pay(out_trade_no).status_code == 200
+    result, _response = merchant.client.refund(out_refund_no="R" + out_trade_no, amount_refund=100, amount_total=500,
+                                               out_trade_no=out_trade_no)
+    assert result.status == "PROCESSING"
+    transaction, _response = merchant.client.query_by_out_trade_no(out_trade_no)
+    assert transaction.trade_state == "REFUND"
+
+
+def test_a_shop_with_the_old_spelling_configured_still_closes_normally(serve):  # noqa: F811
+    """Only the paid case differs: an ordinary close is 204 with either setting."""
+    server, shopper = serve(SANDBOX_PAID_CODE="ORDERPAID")
+    merchant = Merchant(server)
+    out_trade_no = new_out_trade_no()
+    merchant.prepay(out_trade_no)
+    assert merchant.client.close_order(out_trade_no).status == 204
