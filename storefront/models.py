@@ -120,6 +120,8 @@ class Payment(db.Model):
     # fen held by refunds not CLOSED/failed: reserved with a conditional UPDATE before asking
     # WeChat Pay, so two refunds racing can never exceed what was paid.
     refund_reserved: Mapped[int] = mapped_column(default=0)
+    # fen the payer paid (amount.payer_total): less than amount_total when a coupon paid part of it.
+    payer_total: Mapped[int | None]
 
     order: Mapped[Order] = relationship(back_populates="payments")
 
@@ -237,6 +239,8 @@ class Refund(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     succeeded_at: Mapped[datetime | None]
     last_queried_at: Mapped[datetime | None]
+    # fen back to the payer (amount.payer_refund); the rest of ``amount`` goes back to the coupon.
+    payer_refund: Mapped[int | None]
 
     payment: Mapped[Payment] = relationship()
 

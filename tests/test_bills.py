@@ -247,3 +247,44 @@ def test_yesterday_and_due_today_follow_beijing_time(app):
         assert reconciliation.yesterday(datetime(2026, 11, 30, 17, 0)) == date(2026, 11, 30)  # 01:00 Dec 1 in Beijing
         assert reconciliation.due_today(datetime(2026, 11, 30, 1, 0)) is None  # 09:00 Beijing: too early
         assert reconciliation.due_today(datetime(2026, 11, 30, 2, 30)) == date(2026, 11, 29)
+
+
+def test_a_wechat_funded_coupon_is_shown_refunded_pro_rata_and_billed(live_server, shopper):
+    """Console coupon on: promotion_detail, payer_total < total; the shop shows what the payer paid,
+    a refund is split between payer and coupon, and the bill shows 代金券金额."""
+    settings = f"{live_server.url}/sandbox/control/settings"
+    assert requests.post(settings, json={"coupon_amount": 100}, timeout=10).json()["coupon_amount"] == 100
+    order = paid_order(shopper)  # the notification carries payer_total and promotion_detail
+    total = order["amount_total"]
+    assert shopper.order(order["order_no"])["payer_total"] == total - 100
+    client = shop_client(live_server)
+    transaction, response = client.query_by_out_trade_no(order["out_trade_no"])
+    assert transaction.payer_total == total - 100
+    [coupon] = response.data["promotion_detail"]
+    assert coupon["amount"] == 100 and coupon["type"] == "NOCASH" and coupon["wechatpay_contribute"] == 100
+    assert response.data["amount"] == {"total": total, "payer_total": total - 100, "currency": "CNY",
+                                       "payer_currency": "CNY"}
+
+    merchant = MerchantArea(live_server)
+    page = merchant.order_page(order["order_no"])
+    assert "用户实付" in page
+    half = total // 2
+    merchant.refund(order["order_no"], f"{half // 100}.{half % 100:02d}")
+    with live_server.app.app_context():
+        from storefront.models import Refund
+
+        refund = db.session.scalar(select(Refund))
+        assert refund.payer_refund == half - half * 100 // total  # the coupon's share goes back to the coupon
+    assert "退回用户" in merchant.order_page(order["order_no"])
+
+    day = beijing_today(live_server)
+    next_morning(live_server, day)
+    parsed = bills.parse_trade_bill(bills.download(client, bills.apply_trade_bill(client, day)))
+    payment_row = next(row for row in parsed.rows if not row.is_refund)
+    assert (payment_row.order_total, payment_row.coupon_amount, payment_row.settlement_total) == (total, 100, total - 100)
+    refund_row = next(row for row in parsed.rows if row.is_refund)
+    assert refund_row.refund_requested == half and refund_row.settlement_refund == half - half * 100 // total
+    with live_server.app.test_request_context(base_url=live_server.url):
+        outcome = live_server.app.test_cli_runner().invoke(args=["reconcile-bill", "--date", day.isoformat(), "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    assert json.loads(outcome.output)["matched"] == 2

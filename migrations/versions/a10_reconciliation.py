@@ -1,4 +1,4 @@
-"""reconciliation runs (shop); coupon amount of a simulator transaction
+"""reconciliation runs, what the payer paid and got back (shop); coupon amount of a simulator transaction
 
 Revision ID: a10_reconciliation
 Revises: 0001
@@ -39,9 +39,17 @@ def upgrade_():
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('bill_date')
     )
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('payer_total', sa.Integer(), nullable=True))
+    with op.batch_alter_table('refunds', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('payer_refund', sa.Integer(), nullable=True))
 
 
 def downgrade_():
+    with op.batch_alter_table('refunds', schema=None) as batch_op:
+        batch_op.drop_column('payer_refund')
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_column('payer_total')
     op.drop_table('reconciliation_runs')
 
 

@@ -385,7 +385,9 @@ class Platform:
                 "attach": txn.attach or "", "success_time": format_time(txn.success_time),
                 "payer": {"openid": txn.payer_openid},
             })
-            data["amount"]["payer_total"] = txn.amount_total
+            data["amount"]["payer_total"] = txn.amount_total - (txn.coupon_amount or 0)
+            if txn.coupon_amount:
+                data["promotion_detail"] = promotion_detail(txn)
         return data
 
     def close(self, merchant: Merchant, out_trade_no: str, data: Any) -> None:
@@ -431,12 +433,15 @@ class Platform:
             db.session.commit()
             return False, result
         transaction_id = "4200" + now.strftime("%Y%m%d") + "".join(secrets.choice(string.digits) for _ in range(16))
+        # The console's coupon: WeChat Pay funds part of the payment; the payer pays at least 1 fen.
+        coupon = max(0, min(int(self.settings.get("coupon_amount") or 0), txn.amount_total - 1))
         won = db.session.execute(
             update(SandboxTransaction)
             .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY",
                    SandboxTransaction.time_expire > now, SandboxTransaction.code_expires_at > now)
             .values(trade_state="SUCCESS", transaction_id=transaction_id, success_time=now.replace(microsecond=0),
-                    bank_type="OTHERS", payer_openid=self.openid(txn.appid), last_payer_result="SUCCESS")
+                    bank_type="OTHERS", payer_openid=self.openid(txn.appid), last_payer_result="SUCCESS",
+                    coupon_amount=coupon)
         ).rowcount == 1
         db.session.commit()
         db.session.refresh(txn)
@@ -451,8 +456,9 @@ class Platform:
             "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "trade_state": "SUCCESS",
             "trade_state_desc": "支付成功", "bank_type": txn.bank_type, "attach": txn.attach or "",
             "success_time": format_time(txn.success_time), "payer": {"openid": txn.payer_openid},
-            "amount": {"total": txn.amount_total, "payer_total": txn.amount_total,
+            "amount": {"total": txn.amount_total, "payer_total": txn.amount_total - (getattr(txn, "coupon_amount", 0) or 0),
                        "currency": "CNY", "payer_currency": "CNY"},
+            **({"promotion_detail": promotion_detail(txn)} if getattr(txn, "coupon_amount", 0) else {}),
         })
         nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
         event_id = str(uuid.uuid4())
@@ -539,3 +545,16 @@ class Platform:
         headers["Content-Type"] = "application/json"
         headers["Request-ID"] = str(uuid.uuid4())
         return headers
+
+
+def promotion_detail(txn: SandboxTransaction) -> list[dict[str, Any]]:
+    """The coupon a payment used, as WeChat Pay's transaction object lists it (免充值代金券 funded by WeChat Pay:
+    it lowers payer_total and the settlement, and the bill shows it as 代金券金额)."""
+    coupon = txn.coupon_amount or 0
+    return [{
+        "coupon_id": "1" + hashlib.sha256(f"coupon:{txn.out_trade_no}".encode()).hexdigest()[:9].translate(
+            str.maketrans("abcdef", "123456")),
+        "name": "模拟器立减券", "scope": "GLOBAL", "type": "NOCASH", "amount": coupon,
+        "stock_id": "8000000001", "wechatpay_contribute": coupon, "merchant_contribute": 0,
+        "other_contribute": 0, "currency": "CNY",
+    }]

@@ -212,6 +212,7 @@ def apply_payment(
     cause: str,
     wechat_ref: str | None = None,
     commit: bool = True,
+    payer_total: int | None = None,
 ) -> PaymentOutcome:
     """Apply a payment WeChat Pay reported (notification or query). Race-safe and idempotent.
 
@@ -229,6 +230,8 @@ def apply_payment(
             "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
         )
     values = {"transaction_id": transaction_id, "paid_at": paid_at}
+    if payer_total is not None:  # a coupon may have paid part: what the payer paid, for the pages
+        values["payer_total"] = payer_total
     late = False
     if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
         # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.
@@ -427,6 +430,7 @@ def apply_refund(
     cause: str,
     wechat_ref: str | None = None,
     commit: bool = True,
+    payer_refund: int | None = None,
 ) -> RefundOutcome:
     """Apply a refund state WeChat Pay reported (notification, answer or query). Idempotent.
 
@@ -443,6 +447,8 @@ def apply_refund(
     if refund_id and not refund.refund_id:
         db.session.execute(update(Refund).where(Refund.id == refund.id, Refund.refund_id.is_(None))
                            .values(refund_id=refund_id))
+    if payer_refund is not None and refund.payer_refund != payer_refund:
+        db.session.execute(update(Refund).where(Refund.id == refund.id).values(payer_refund=payer_refund))
     target = WECHAT_REFUND_STATUS.get(wechat_status)
     if target is None:
         if commit:

@@ -126,6 +126,7 @@ def query_and_apply(payment: Payment, cause: str = "query") -> Transaction:
             amount_total=transaction.amount_total,
             paid_at=_paid_at(transaction),
             cause=cause,
+            payer_total=transaction.payer_total,
         )
         if outcome == PaymentOutcome.DOUBLE:
             refund_double_payment(out_trade_no)
@@ -203,6 +204,7 @@ def handle_payment_notification(headers, body: bytes, received_at: datetime | No
             paid_at=_paid_at(transaction),
             cause="notify",
             wechat_ref=event_id,
+            payer_total=transaction.payer_total,
             commit=False,  # committed by _finish together with the records: one commit, atomic
         )
     except WeChatPayError as exc:

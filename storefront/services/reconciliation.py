@@ -153,7 +153,8 @@ def _payment_line(result: Result, row: wxbills.TradeRow) -> None:
     try:
         outcome = orders.apply_payment(out_trade_no, transaction_id=row.transaction_id,
                                        amount_total=row.order_total, paid_at=_paid_at(row), cause=CAUSE,
-                                       wechat_ref=row.transaction_id)
+                                       wechat_ref=row.transaction_id,
+                                       payer_total=row.order_total - row.coupon_amount)
     except OrderError as exc:
         db.session.rollback()
         result.add(Difference("amount_mismatch", out_trade_no, order_no, shop=str(exc), wechat=_yuan(row.order_total)))

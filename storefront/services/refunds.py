@@ -97,6 +97,7 @@ def apply(result: RefundResult, cause: str, wechat_ref: str | None = None,
     return orders.apply_refund(
         result.out_refund_no, wechat_status=result.status, refund_id=result.refund_id, amount=result.amount_refund,
         succeeded_at=succeeded_at, cause=cause, wechat_ref=wechat_ref, commit=commit,
+        payer_refund=result.payer_refund,
     )
 
 
