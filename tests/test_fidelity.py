@@ -149,3 +149,57 @@ def test_a_shop_with_the_old_spelling_configured_still_closes_normally(serve):  
     out_trade_no = new_out_trade_no()
     merchant.prepay(out_trade_no)
     assert merchant.client.close_order(out_trade_no).status == 204
+
+
+def test_answers_look_like_wechats_request_id_204_serials_transaction_id_and_query_fields(live_server):
+    import re
+
+    merchant = Merchant(live_server)
+    out_trade_no = new_out_trade_no()
+    created = merchant.prepay(out_trade_no)
+    assert re.fullmatch(r"[0-9A-F]{44}-[0-9]+", created.request_id)
+    unpaid, response = merchant.client.query_by_out_trade_no(out_trade_no)
+    # Exactly what WeChat Pay answers for an unpaid order.
+    assert set(response.data) == {"appid", "mchid", "out_trade_no", "trade_state", "trade_state_desc", "amount",
+                                  "promotion_detail", "scene_info"}
+    assert response.data["amount"] == {"total": 8800, "payer_currency": "CNY"}
+    assert response.data["scene_info"] == {"device_id": ""} and response.data["promotion_detail"] == []
+    closed = merchant.client.close_order(out_trade_no)
+    assert closed.status == 204 and closed.exchange.response_headers["Content-Type"].startswith("application/json")
+
+    paid_no = new_out_trade_no()
+    merchant.prepay(paid_no)
+    assert merchant.pay(paid_no).status_code == 200
+    paid, response = merchant.client.query_by_out_trade_no(paid_no)
+    assert re.fullmatch(r"42000\d{5}\d{8}\d{10}", paid.transaction_id)
+    assert paid.transaction_id[10:18] == datetime_beijing_today()
+    assert {"transaction_id", "trade_type", "bank_type", "success_time", "payer", "promotion_detail"} <= set(response.data)
+    assert response.data["amount"] == {"total": 8800, "payer_total": 8800, "currency": "CNY", "payer_currency": "CNY"}
+
+
+def datetime_beijing_today() -> str:
+    from datetime import datetime
+
+    from storefront.wechatpay.times import BEIJING
+
+    return datetime.now(BEIJING).strftime("%Y%m%d")
+
+
+def test_certificate_serials_keep_their_leading_zeros():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    from datetime import datetime, timezone
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from storefront.wechatpay import keys
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "serial")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(0x0ABC).not_valid_before(now).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    serial = keys.certificate_serial(cert.public_bytes(Encoding.PEM))
+    assert serial == "0" * 36 + "0ABC" and len(serial) == 40

@@ -18,7 +18,6 @@ import gzip
 import hashlib
 import hmac
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -31,7 +30,7 @@ from ..extensions import db
 from ..wechatpay.times import BEIJING
 from . import sandbox
 from .models import SandboxRefund, SandboxTransaction
-from .simulator import ApiFailure, Platform
+from .simulator import ApiFailure, Platform, request_id
 from .views import bp, canonical_url, signed_api
 
 AVAILABLE_FROM = timedelta(hours=10)  # a day's bill exists from 10:00 the next day (Beijing)
@@ -343,7 +342,7 @@ def unsigned_download(view):
             payload, status, headers = platform.signed(exc.status, exc.body(), request.headers.get("Wechatpay-Serial"))
             calllog.record(call, status, payload, headers)
             return Response(payload, status, headers)
-        headers = {"Content-Type": content_type, "Request-ID": str(uuid.uuid4())}
+        headers = {"Content-Type": content_type, "Request-ID": request_id()}
         calllog.record(call, 200, f"<{len(content)} bytes of bill, not signed>".encode(), headers)
         return Response(content, 200, headers)
 

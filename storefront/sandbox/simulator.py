@@ -204,9 +204,9 @@ class Platform:
         body = json_body(data).encode("utf-8") if data is not None else b""
         private_key, serial = self.answer_key(requested_serial)
         headers = sign_response(private_key, serial, body)
-        headers["Request-ID"] = str(uuid.uuid4())
-        if data is not None:
-            headers["Content-Type"] = "application/json; charset=utf-8"
+        headers["Request-ID"] = request_id()
+        # WeChat Pay names JSON even on a 204 without a body.
+        headers["Content-Type"] = "application/json; charset=utf-8"
         return body, status, headers
 
     # -- transactions ------------------------------------------------------------------------
@@ -374,12 +374,16 @@ class Platform:
 
     def describe(self, txn: SandboxTransaction) -> dict[str, Any]:
         states = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭", "REFUND": "订单发生过退款"}
+        # As WeChat Pay answers an unpaid order: amount has total and payer_currency only, and an
+        # empty promotion_detail and scene_info.device_id come along.
         data: dict[str, Any] = {
             "appid": txn.appid, "mchid": txn.mchid, "out_trade_no": txn.out_trade_no,
             "trade_state": txn.trade_state, "trade_state_desc": states.get(txn.trade_state, txn.trade_state),
-            "amount": {"total": txn.amount_total, "currency": "CNY", "payer_currency": "CNY"},
+            "amount": {"total": txn.amount_total, "payer_currency": "CNY"},
+            "promotion_detail": [], "scene_info": {"device_id": ""},
         }
         if txn.trade_state in ("SUCCESS", "REFUND"):
+            data["amount"]["currency"] = "CNY"
             data.update({
                 "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "bank_type": txn.bank_type,
                 "attach": txn.attach or "", "success_time": format_time(txn.success_time),
@@ -432,7 +436,7 @@ class Platform:
             )
             db.session.commit()
             return False, result
-        transaction_id = "4200" + now.strftime("%Y%m%d") + "".join(secrets.choice(string.digits) for _ in range(16))
+        transaction_id = new_transaction_id(now)
         # The console's coupon: WeChat Pay funds part of the payment; the payer pays at least 1 fen.
         coupon = max(0, min(int(self.settings.get("coupon_amount") or 0), txn.amount_total - 1))
         won = db.session.execute(
@@ -543,7 +547,7 @@ class Platform:
         if probe:
             headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"][19:]
         headers["Content-Type"] = "application/json"
-        headers["Request-ID"] = str(uuid.uuid4())
+        headers["Request-ID"] = request_id()
         return headers
 
 
@@ -558,3 +562,15 @@ def promotion_detail(txn: SandboxTransaction) -> list[dict[str, Any]]:
         "stock_id": "8000000001", "wechatpay_contribute": coupon, "merchant_contribute": 0,
         "other_contribute": 0, "currency": "CNY",
     }]
+
+
+def request_id() -> str:
+    """A ``Request-ID`` shaped like WeChat Pay's: upper-case hex, a dash, a number (``08F4…A702-0``)."""
+    return "08" + secrets.token_hex(21).upper() + "-" + str(secrets.randbelow(1 << 32))
+
+
+def new_transaction_id(now: datetime) -> str:
+    """28 digits laid out as WeChat Pay's: ``42000`` + 5 digits + the Beijing date + 10 digits."""
+    day = now.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=8))).strftime("%Y%m%d")
+    digits = "".join(secrets.choice(string.digits) for _ in range(15))
+    return "42000" + digits[:5] + day + digits[5:]
