@@ -203,3 +203,60 @@ def test_certificate_serials_keep_their_leading_zeros():
             .sign(key, hashes.SHA256()))
     serial = keys.certificate_serial(cert.public_bytes(Encoding.PEM))
     assert serial == "0" * 36 + "0ABC" and len(serial) == 40
+
+
+# -- signature probes on API answers ----------------------------------------------------------------------
+
+
+def _settings(server: LiveServer, **values) -> dict:
+    answer = requests.post(f"{server.url}/sandbox/control/settings", json=values, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_probed_answer_is_refused_and_the_call_sent_once_more(live_server, monkeypatch):
+    from storefront.sandbox import simulator
+
+    rolls = iter([0.0, 0.99, 0.99, 0.99])  # the first answer is a probe, the next ones are not
+    monkeypatch.setattr(simulator, "probe_roll", lambda: next(rolls, 0.99))
+    _settings(live_server, answer_probe_rate=0.5)
+    merchant = Merchant(live_server)
+    out_trade_no = new_out_trade_no()
+    created = merchant.prepay(out_trade_no)
+    assert created.status == 200 and created.exchange.verification is not None
+    refused, accepted = merchant.exchanges[-2:]
+    assert refused.response_headers["Wechatpay-Signature"].startswith("WECHATPAY/SIGNTEST/")
+    assert "probe" in refused.error and refused.verification is None
+    assert accepted.verification is not None and accepted.request_body == refused.request_body
+    # The re-sent order is the same order at WeChat Pay: one transaction, one code_url.
+    assert transaction_row(live_server, out_trade_no).trade_state == "NOTPAY"
+
+
+def test_when_every_answer_is_a_probe_the_shopper_gets_a_clear_answer_and_the_attempt_stays_consistent(live_server):
+    from storefront.models import Payment
+    from storefront.extensions import db
+    from sqlalchemy import select
+
+    shopper = Shopper(live_server.url)
+    order = shopper.buy()
+    _settings(live_server, answer_probe_rate=1.0)
+    refused = shopper.http.post(f"{live_server.url}/api/orders/{order['order_no']}/payments",
+                                json={"method": "native"}, timeout=10)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "WECHATPAY_UNAVAILABLE"
+    with live_server.app.app_context():
+        [attempt] = db.session.scalars(select(Payment)).all()
+        assert attempt.status == "created" and attempt.code_url is None  # left open: close-expired closes it
+    calls = requests.get(f"{live_server.url}/sandbox/control/calls", params={"path": "/v3/pay/transactions/native"},
+                         timeout=10).json()["calls"]
+    assert len(calls) == 2  # refused, sent once more, refused again: then the shop gives up
+    _settings(live_server, answer_probe_rate=0)
+    started = shopper.start_native(order["order_no"])
+    assert shopper.pay_in_simulator(started["out_trade_no"]).status_code == 200
+    from conftest import wait_for
+
+    wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
+
+
+def test_the_probe_rate_is_between_0_and_1(live_server):
+    answer = requests.post(f"{live_server.url}/sandbox/control/settings", json={"answer_probe_rate": 2}, timeout=10)
+    assert answer.status_code == 400

@@ -121,6 +121,8 @@ def console_settings():
                 platform.settings.set(name, request.form[name])
         if "rate_limit_per_second" in request.form:
             platform.settings.set("rate_limit_per_second", int(request.form["rate_limit_per_second"] or 0))
+        if "answer_probe_rate" in request.form:
+            platform.settings.set("answer_probe_rate", float(request.form["answer_probe_rate"] or 0))
         if "coupon_amount" in request.form:  # the coupon toggle: a checkbox and its amount in fen
             amount = int(request.form.get("coupon_amount") or 0) if request.form.get("coupon_on") else 0
             platform.settings.set("coupon_amount", amount)

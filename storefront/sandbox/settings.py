@@ -37,11 +37,14 @@ SETTINGS: dict[str, tuple[str | None, Any]] = {
     "paid_code": ("SANDBOX_PAID_CODE", PAID_CODES),
     # fen of a WeChat-funded coupon applied to each payment (0: none): promotion_detail, payer_total < total.
     "coupon_amount": ("SANDBOX_COUPON_AMOUNT", int),
+    # Share (0..1) of successful API answers signed WECHATPAY/SIGNTEST/… (a signature probe), as
+    # WeChat Pay sends them on answers as well as on notifications.
+    "answer_probe_rate": ("SANDBOX_ANSWER_PROBE_RATE", float),
 }
 CACHE_SECONDS = 0.5
 DEFAULTS: dict[str, Any] = {
     "clock_offset_seconds": 0.0, "notify_signing": "auto", "answer_signing": "rule", "rate_limit_per_second": 0,
-    "paid_code": "ORDER_PAID", "coupon_amount": 0,
+    "paid_code": "ORDER_PAID", "coupon_amount": 0, "answer_probe_rate": 0.0,
 }
 
 
@@ -86,6 +89,8 @@ class Settings:
             value = kind(value)
             if value < 0:
                 raise ValueError(f"{name} must not be negative")
+            if name == "answer_probe_rate" and value > 1:
+                raise ValueError(f"{name} must be between 0 and 1")
         row = db.session.get(SandboxSetting, name)
         if row is None:
             db.session.add(SandboxSetting(name=name, value=json.dumps(value)))

@@ -204,6 +204,10 @@ class Platform:
         body = json_body(data).encode("utf-8") if data is not None else b""
         private_key, serial = self.answer_key(requested_serial)
         headers = sign_response(private_key, serial, body)
+        rate = float(self.settings.get("answer_probe_rate") or 0)
+        if 200 <= status < 300 and rate > 0 and probe_roll() < rate:
+            # A signature probe: the merchant must refuse this answer (WeChat Pay's 签名探测).
+            headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"][19:]
         headers["Request-ID"] = request_id()
         # WeChat Pay names JSON even on a 204 without a body.
         headers["Content-Type"] = "application/json; charset=utf-8"
@@ -574,3 +578,8 @@ def new_transaction_id(now: datetime) -> str:
     day = now.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=8))).strftime("%Y%m%d")
     digits = "".join(secrets.choice(string.digits) for _ in range(15))
     return "42000" + digits[:5] + day + digits[5:]
+
+
+def probe_roll() -> float:
+    """A number in [0, 1) deciding whether one answer is a signature probe (tests replace it)."""
+    return secrets.randbelow(1_000_000) / 1_000_000

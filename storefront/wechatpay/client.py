@@ -28,6 +28,7 @@ from .verify import Verification, Verifier
 
 DEFAULT_API_BASE = "https://api.mch.weixin.qq.com"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 USER_AGENT = "storefront/1.0 (WeChatPay-APIv3; python-requests)"
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Client:
         query: Mapping[str, str] | None = None,
         *,
         verify: bool = True,
+        _probe_retry: bool = True,
     ) -> Response:
         """Send one signed request; verify a 2xx answer. :raise APIError, SignatureError, TransportError:
 
@@ -154,6 +156,7 @@ class Client:
         exchange.response_body = raw.decode("utf-8", "replace")
         exchange.request_id = answer.headers.get("Request-ID")
         log.info("wechatpay %s %s -> %s Request-ID=%s", method, canonical_url, answer.status_code, exchange.request_id)
+        retry = False
         try:
             if answer.status_code >= 300:
                 raise self._api_error(answer.status_code, raw, exchange.request_id)
@@ -161,8 +164,16 @@ class Client:
                 exchange.verification = self.verifier.verify(answer.headers, raw)
             data = json.loads(raw) if raw else {}
         except SignatureError as exc:
-            exchange.error = f"answer refused: {exc}"
-            raise
+            probe = str(answer.headers.get("Wechatpay-Signature", "")).startswith(PROBE_PREFIX)
+            exchange.error = f"answer refused: {exc}" + (" (WECHATPAY/SIGNTEST/ probe)" if probe else "")
+            if probe and _probe_retry:
+                # WeChat Pay sometimes answers with a deliberately wrong signature to check that
+                # merchants verify (《如何应对签名探测流量》). Refused, as it must be; every call the shop
+                # makes is idempotent at WeChat Pay (same out_trade_no / out_refund_no), so it is
+                # sent once more with a fresh signature instead of failing the shopper's request.
+                retry = True
+            else:
+                raise
         except APIError as exc:
             exchange.error = f"{exc.code}: {exc.message}"
             raise
@@ -171,6 +182,8 @@ class Client:
             raise TransportError(f"{method} {canonical_url}: answer is not JSON") from exc
         finally:
             self._observe(exchange, started)
+        if retry:
+            return self.request(method, path, body, query, verify=verify, _probe_retry=False)
         return Response(answer.status_code, data, exchange.request_id, exchange)
 
     def download(self, url: str) -> bytes:
