@@ -33,6 +33,7 @@ FROM_ENVIRON = {
     "WECHATPAY_OAUTH_API_BASE": ("WECHATPAY_OAUTH_API_BASE", str),
     "PROXY_FIX_X_FOR": ("PROXY_FIX_X_FOR", int),
     "SANDBOX_H5_DOMAIN": ("SANDBOX_H5_DOMAIN", str),
+    "SANDBOX_H5_LOOPBACK": ("SANDBOX_H5_LOOPBACK", str),
     "WECHATPAY_MERCHANT_KEY_FILE": ("WECHATPAY_MERCHANT_KEY_FILE", str),
     "WECHATPAY_MERCHANT_SERIAL": ("WECHATPAY_MERCHANT_SERIAL", str),
     "WECHATPAY_APIV3_KEY": ("WECHATPAY_APIV3_KEY", str),
@@ -79,6 +80,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         WECHATPAY_OAUTH_API_BASE=None,  # None: the simulator in simulator mode, else api.weixin.qq.com
         PROXY_FIX_X_FOR=0,  # trusted reverse proxies in front of the shop (payer IP for H5)
         SANDBOX_H5_DOMAIN=None,  # None: the host the shop calls the simulator with
+        SANDBOX_H5_LOOPBACK="demo",  # "demo": the cashier opens for 127.0.0.1 with a note; "refuse": as WeChat
         RETURN_PAGE_QUERIES=6,  # H5 return / JSAPI :ok page: status checks before "I have paid"
         RETURN_PAGE_QUERY_GAP_MS=1500,
         PAYMENT_TTL_SECONDS=900,

@@ -260,3 +260,47 @@ def test_when_every_answer_is_a_probe_the_shopper_gets_a_clear_answer_and_the_at
 def test_the_probe_rate_is_between_0_and_1(live_server):
     answer = requests.post(f"{live_server.url}/sandbox/control/settings", json={"answer_probe_rate": 2}, timeout=10)
     assert answer.status_code == 400
+
+
+# -- H5: the payer's real IP -------------------------------------------------------------------------------
+
+
+def _h5_cashier(server: LiveServer, shopper: Shopper, headers: dict | None = None) -> requests.Response:
+    order = shopper.buy()
+    payment = shopper.http.post(f"{server.url}/api/orders/{order['order_no']}/payments", json={"method": "h5"},
+                                headers=headers or {}, timeout=10)
+    assert payment.status_code == 201, payment.text
+    return shopper.http.get(payment.json()["h5_url"], timeout=10,
+                            headers={"Referer": f"{server.url}/orders/x/pay", **(headers or {})})
+
+
+def test_the_h5_cashier_accepts_loopback_in_demo_mode_with_a_note(live_server):
+    cashier = _h5_cashier(live_server, _shopper(live_server, PHONE_UA))
+    assert cashier.status_code == 200 and 'id="loopback-note"' in cashier.text
+    assert "真实的微信支付会拒绝它" in cashier.text
+
+
+def test_the_h5_cashier_refuses_loopback_like_wechat_when_told_to(make_app):
+    server = LiveServer(make_app(SANDBOX_H5_LOOPBACK="refuse"))
+    try:
+        cashier = _h5_cashier(server, _shopper(server, PHONE_UA))
+        assert cashier.status_code == 403 and "网络环境未能通过安全验证，请稍后再试" in cashier.text
+    finally:
+        server.stop()
+
+
+def test_a_shop_behind_a_proxy_without_proxy_fix_is_refused_by_the_cashier(live_server):
+    """The proxy adds X-Forwarded-For; the shop, not told to trust it, sends the proxy's address as
+    payer_client_ip; the cashier sees the payer's own address, and refuses, as WeChat's would."""
+    behind_proxy = {"X-Forwarded-For": "203.0.113.7"}
+    cashier = _h5_cashier(live_server, _shopper(live_server, PHONE_UA), behind_proxy)
+    assert cashier.status_code == 403 and "网络环境未能通过安全验证，请稍后再试" in cashier.text
+
+
+def test_with_proxy_fix_the_payers_address_matches(make_app):
+    server = LiveServer(make_app(PROXY_FIX_X_FOR=1))
+    try:
+        cashier = _h5_cashier(server, _shopper(server, PHONE_UA), {"X-Forwarded-For": "203.0.113.7"})
+        assert cashier.status_code == 200 and 'id="loopback-note"' not in cashier.text
+    finally:
+        server.stop()
