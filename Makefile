@@ -31,9 +31,9 @@ serve-prod: init
 test: $(VENV)/.dev init
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_flow.py)
+# make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_*.py that shoot for the docs)
 docs-screenshots: $(VENV)/.dev init
-	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py
+	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py tests/test_browser_reconciliation.py
 
 bench: $(VENV)/.dev init
 	$(PY) -m bench
