@@ -304,3 +304,21 @@ def test_with_proxy_fix_the_payers_address_matches(make_app):
         assert cashier.status_code == 200 and 'id="loopback-note"' not in cashier.text
     finally:
         server.stop()
+
+
+# -- USERPAYING belongs to payment-code orders -------------------------------------------------------------
+
+
+def test_no_native_query_answers_userpaying(live_server):
+    merchant = Merchant(live_server)
+    out_trade_no = new_out_trade_no()
+    merchant.prepay(out_trade_no)
+    refused = requests.post(f"{live_server.url}/sandbox/control/query-fault",
+                            json={"out_trade_no": out_trade_no, "fault": "USERPAYING"}, timeout=10)
+    assert refused.status_code == 400 and "MICROPAY" in refused.json()["message"]
+    typing = requests.post(f"{live_server.url}/sandbox/control/pay",
+                           json={"out_trade_no": out_trade_no, "result": "USERPAYING"}, timeout=10)
+    assert typing.json()["result"] == "USERPAYING"
+    assert merchant.client.query_by_out_trade_no(out_trade_no)[0].trade_state == "NOTPAY"
+    assert merchant.pay(out_trade_no).status_code == 200
+    assert merchant.client.query_by_out_trade_no(out_trade_no)[0].trade_state == "SUCCESS"

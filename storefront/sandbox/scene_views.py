@@ -234,7 +234,8 @@ def bridge_pay():
         state.notify_soon()
         return {"err_msg": "get_brand_wcpay_request:ok", "transaction_id": txn.transaction_id}
     if reason == "USERPAYING":
-        # Still entering the password: no callback yet; the merchant's queries see USERPAYING.
-        return {"err_msg": None, "trade_state": "USERPAYING", "message": RESULT_MESSAGES[reason]}, 202
+        # Still entering the password: no callback yet; the merchant's queries still see NOTPAY
+        # (USERPAYING is a payment-code state); the sheet completes the payment after a moment.
+        return {"err_msg": None, "payer_typing": True, "message": RESULT_MESSAGES[reason]}, 202
     return {"err_msg": "get_brand_wcpay_request:fail", "code": reason,
             "message": RESULT_MESSAGES.get(reason, reason)}, 409

@@ -43,8 +43,11 @@ MAX_EXPIRY = timedelta(days=90)
 # WeChat Pay's notification retry gaps (seconds): 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
 RETRY_INTERVALS_SECONDS = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
 # What the payer may choose instead of paying. USERPAYING: still entering the password; the
-# order stays payable and queries answer trade_state USERPAYING until the payer finishes.
+# order stays payable and, for every trade type here, queries answer NOTPAY until the payer
+# finishes: WeChat Pay answers USERPAYING (and PAYERROR) for payment-code (付款码, MICROPAY)
+# orders only.
 FAILURE_RESULTS = {"PAYERROR", "NOTENOUGH", "CANCEL", "USERPAYING"}
+PAYMENT_CODE_TYPES = ("MICROPAY",)  # the only orders whose queries may answer USERPAYING / PAYERROR
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -349,16 +352,22 @@ class Platform:
         if fault == "SYSTEM_ERROR":
             raise ApiFailure(500, "SYSTEM_ERROR", "系统错误")
         data = self.describe(txn)
-        if (fault == "USERPAYING" or txn.last_payer_result == "USERPAYING") and txn.trade_state == "NOTPAY":
+        if ((fault == "USERPAYING" or txn.last_payer_result == "USERPAYING") and txn.trade_state == "NOTPAY"
+                and txn.trade_type in PAYMENT_CODE_TYPES):
             data.update(trade_state="USERPAYING", trade_state_desc="用户支付中（输入密码）")
         return data
 
     QUERY_FAULTS = ("USERPAYING", "SYSTEM_ERROR")
 
     def set_query_fault(self, txn: SandboxTransaction, fault: str) -> None:
-        """Test control: the next query of this transaction answers ``fault`` once."""
+        """Test control: the next query of this transaction answers ``fault`` once.
+
+        :raise ValueError: an unknown fault, or USERPAYING for an order that is not a payment-code one.
+        """
         if fault not in self.QUERY_FAULTS:
             raise ValueError(fault)
+        if fault == "USERPAYING" and txn.trade_type not in PAYMENT_CODE_TYPES:
+            raise ValueError("USERPAYING 只出现在付款码支付（MICROPAY）的查询中")
         db.session.execute(update(SandboxTransaction).where(SandboxTransaction.id == txn.id)
                            .values(next_query_fault=fault))
         db.session.commit()
