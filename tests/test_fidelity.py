@@ -14,11 +14,18 @@ from datetime import timedelta
 
 import pytest
 import requests
-
 from conftest import LiveServer, Shopper
-from test_lifecycle import checkout, expire_locally, order_row, payment_row, run_job, serve  # noqa: F401
+from test_lifecycle import (  # noqa: F401
+    checkout,
+    expire_locally,
+    order_row,
+    payment_row,
+    run_job,
+    serve,
+)
 from test_sandbox_api import Merchant, new_out_trade_no, transaction_row
 from test_scenes import PHONE_UA, _h5, _shopper
+
 from storefront.models import utcnow
 from storefront.wechatpay import APIError
 from storefront.wechatpay.times import format_time
@@ -144,7 +151,7 @@ def test_trade_state_is_refund_as_soon_as_a_refund_is_requested(live_server):
 
 def test_a_shop_with_the_old_spelling_configured_still_closes_normally(serve):  # noqa: F811
     """Only the paid case differs: an ordinary close is 204 with either setting."""
-    server, shopper = serve(SANDBOX_PAID_CODE="ORDERPAID")
+    server, _shopper_session = serve(SANDBOX_PAID_CODE="ORDERPAID")
     merchant = Merchant(server)
     out_trade_no = new_out_trade_no()
     merchant.prepay(out_trade_no)
@@ -158,7 +165,7 @@ def test_answers_look_like_wechats_request_id_204_serials_transaction_id_and_que
     out_trade_no = new_out_trade_no()
     created = merchant.prepay(out_trade_no)
     assert re.fullmatch(r"[0-9A-F]{44}-[0-9]+", created.request_id)
-    unpaid, response = merchant.client.query_by_out_trade_no(out_trade_no)
+    _unpaid, response = merchant.client.query_by_out_trade_no(out_trade_no)
     # Exactly what WeChat Pay answers for an unpaid order.
     assert set(response.data) == {"appid", "mchid", "out_trade_no", "trade_state", "trade_state_desc", "amount",
                                   "promotion_detail", "scene_info"}
@@ -186,12 +193,13 @@ def datetime_beijing_today() -> str:
 
 
 def test_certificate_serials_keep_their_leading_zeros():
+    from datetime import datetime, timezone
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-    from datetime import datetime, timezone
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
 
     from storefront.wechatpay import keys
 
@@ -233,9 +241,10 @@ def test_a_probed_answer_is_refused_and_the_call_sent_once_more(live_server, mon
 
 
 def test_when_every_answer_is_a_probe_the_shopper_gets_a_clear_answer_and_the_attempt_stays_consistent(live_server):
-    from storefront.models import Payment
-    from storefront.extensions import db
     from sqlalchemy import select
+
+    from storefront.extensions import db
+    from storefront.models import Payment
 
     shopper = Shopper(live_server.url)
     order = shopper.buy()

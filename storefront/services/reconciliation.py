@@ -25,7 +25,15 @@ from sqlalchemy import select
 
 from .. import gateway
 from ..extensions import db
-from ..models import Order, Payment, PaymentStatus, ReconciliationRun, Refund, RefundStatus, utcnow
+from ..models import (
+    Order,
+    Payment,
+    PaymentStatus,
+    ReconciliationRun,
+    Refund,
+    RefundStatus,
+    utcnow,
+)
 from ..wechatpay import APIError, WeChatPayError
 from ..wechatpay import bills as wxbills
 from ..wechatpay.times import BEIJING

@@ -127,7 +127,7 @@ class TradeBill:
 
 
 def _fields(line: str) -> list[str]:
-    return [part[1:] if part.startswith("`") else part for part in line.split(",")]
+    return [part.removeprefix("`") for part in line.split(",")]
 
 
 def parse_trade_bill(content: bytes) -> TradeBill:
