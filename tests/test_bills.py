@@ -288,3 +288,19 @@ def test_a_wechat_funded_coupon_is_shown_refunded_pro_rata_and_billed(live_serve
         outcome = live_server.app.test_cli_runner().invoke(args=["reconcile-bill", "--date", day.isoformat(), "--json"])
     assert outcome.exit_code == 0, outcome.output
     assert json.loads(outcome.output)["matched"] == 2
+
+
+def test_the_console_coupon_toggle_sets_and_clears_the_coupon(live_server):
+    import re
+
+    http = requests.Session()
+    page = http.get(f"{live_server.url}/sandbox/", timeout=10)
+    assert page.status_code == 200 and 'id="coupon-on"' in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    http.post(f"{live_server.url}/sandbox/console/settings",
+              data={"csrf_token": token, "coupon_on": "on", "coupon_amount": "50"}, timeout=10)
+    settings = f"{live_server.url}/sandbox/control/settings"
+    assert requests.get(settings, timeout=10).json()["coupon_amount"] == 50
+    http.post(f"{live_server.url}/sandbox/console/settings",
+              data={"csrf_token": token, "coupon_amount": "50"}, timeout=10)  # the box unticked
+    assert requests.get(settings, timeout=10).json()["coupon_amount"] == 0
