@@ -45,7 +45,10 @@ def register(app: Flask) -> None:
         result, status = reconciliation.reconcile_day(day)
         run = reconciliation.run_for(day.isoformat())
         if as_json:
-            click.echo(json.dumps(result.summary(), ensure_ascii=False))
+            summary = result.summary()
+            if status == reconciliation.EXIT_FAILED and run is not None:
+                summary["error"] = run.error  # why there was nothing to compare (exit status 1)
+            click.echo(json.dumps(summary, ensure_ascii=False))
         elif status == reconciliation.EXIT_FAILED:
             click.echo(f"{day}: no bill to reconcile: {run.error if run else ''}", err=True)
         else:

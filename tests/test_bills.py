@@ -229,7 +229,9 @@ def test_a_day_the_bill_is_not_ready_is_stored_as_failed_and_exits_1(live_server
     app = live_server.app
     with app.test_request_context(base_url=live_server.url):
         outcome = app.test_cli_runner().invoke(args=["reconcile-bill", "--date", day.isoformat()])
-    assert outcome.exit_code == 1
+        as_json = app.test_cli_runner().invoke(args=["reconcile-bill", "--date", day.isoformat(), "--json"])
+    assert outcome.exit_code == 1 and as_json.exit_code == 1
+    assert json.loads(as_json.output)["error"] == "STATEMENT_CREATING: 账单生成中"
     with app.app_context():
         run = reconciliation.run_for(day.isoformat())
         assert run.status == "failed" and "STATEMENT_CREATING" in run.error
