@@ -286,6 +286,11 @@ def test_a_wechat_funded_coupon_is_shown_refunded_pro_rata_and_billed(live_serve
     assert (payment_row.order_total, payment_row.coupon_amount, payment_row.settlement_total) == (total, 100, total - 100)
     refund_row = next(row for row in parsed.rows if row.is_refund)
     assert refund_row.refund_requested == half and refund_row.settlement_refund == half - half * 100 // total
+    assert refund_row.fee < 0  # the fee on the refunded part comes back
+    refunds_only = bills.download(client, bills.apply_trade_bill(client, day, "REFUND"))
+    refund_lines = refunds_only.decode().splitlines()
+    assert refund_lines[0] == bills_header("REFUND") and len(refund_lines) == 4
+    assert bills.parse_trade_bill(refunds_only).rows[0].out_refund_no == refund_row.out_refund_no
     with live_server.app.test_request_context(base_url=live_server.url):
         outcome = live_server.app.test_cli_runner().invoke(args=["reconcile-bill", "--date", day.isoformat(), "--json"])
     assert outcome.exit_code == 0, outcome.output
@@ -306,3 +311,30 @@ def test_the_console_coupon_toggle_sets_and_clears_the_coupon(live_server):
     http.post(f"{live_server.url}/sandbox/console/settings",
               data={"csrf_token": token, "coupon_amount": "50"}, timeout=10)  # the box unticked
     assert requests.get(settings, timeout=10).json()["coupon_amount"] == 0
+
+
+def test_the_dev_scheduler_runs_reconcile_bill_once_a_day_when_due(app, monkeypatch):
+    """make run's scheduler: after close-expired and reconcile, the day's bill when it is due."""
+    import threading
+
+    from storefront import scheduler
+    from storefront.services import jobs
+
+    ran = threading.Event()
+    days = []
+    monkeypatch.setattr(jobs, "close_expired", lambda: (0, 0))
+    monkeypatch.setattr(jobs, "reconcile", lambda: (0, 0))
+    monkeypatch.setattr(reconciliation, "due_today", lambda: date(2026, 11, 29))
+
+    def reconcile_day(day):
+        days.append(day)
+        ran.set()
+        return reconciliation.Result(date=day.isoformat()), 0
+
+    monkeypatch.setattr(reconciliation, "reconcile_day", reconcile_day)
+    stop = scheduler.start(app, 0.05)
+    try:
+        assert ran.wait(5)
+    finally:
+        stop.set()
+    assert days[0] == date(2026, 11, 29)
