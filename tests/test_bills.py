@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import LiveServer
 from sqlalchemy import select, update
 from test_refunds import MerchantArea, paid_order
 from wechatpayv3 import WeChatPay, WeChatPayType
 
+from conftest import LiveServer
 from storefront.extensions import db
 from storefront.models import Order, Payment, ReconciliationRun
 from storefront.services import reconciliation

@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, Shopper
 from sqlalchemy import update
 from test_bills import beijing_today, next_morning
 from test_browser_flow import new_context, shoot
 from test_refunds import paid_order
 
+from conftest import LiveServer, Shopper
 from storefront.extensions import db
 from storefront.models import Order, Payment
 

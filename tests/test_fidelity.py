@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import pytest
 import requests
-from conftest import LiveServer, Shopper
 from test_lifecycle import (  # noqa: F401
     checkout,
     expire_locally,
@@ -26,6 +25,7 @@ from test_lifecycle import (  # noqa: F401
 from test_sandbox_api import Merchant, new_out_trade_no, transaction_row
 from test_scenes import PHONE_UA, _h5, _shopper
 
+from conftest import LiveServer, Shopper
 from storefront.models import utcnow
 from storefront.wechatpay import APIError
 from storefront.wechatpay.times import format_time

@@ -28,10 +28,11 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..wechatpay.times import BEIJING
-from . import sandbox
+from .blueprints import api
+from .http import canonical_url, signed_api
 from .models import SandboxRefund, SandboxTransaction
 from .simulator import ApiFailure, Platform, request_id
-from .views import bp, canonical_url, signed_api
+from .state import sandbox
 
 AVAILABLE_FROM = timedelta(hours=10)  # a day's bill exists from 10:00 the next day (Beijing)
 DOWNLOAD_LIFETIME = timedelta(minutes=5)
@@ -299,7 +300,7 @@ def _apply(platform: Platform, wanted: BillRequest) -> dict[str, str]:
             "download_url": f"{request.host_url.rstrip('/')}{mount}/v3/billdownload/file?token={token}"}
 
 
-@bp.get("/v3/bill/tradebill")
+@api.get("/v3/bill/tradebill")
 @signed_api
 def tradebill(platform, merchant):
     bill_type = request.args.get("bill_type", "ALL")
@@ -310,7 +311,7 @@ def tradebill(platform, merchant):
     return 200, _apply(platform, BillRequest("trade", _bill_date(platform), bill_type, zipped))
 
 
-@bp.get("/v3/bill/fundflowbill")
+@api.get("/v3/bill/fundflowbill")
 @signed_api
 def fundflowbill(platform, merchant):
     account_type = request.args.get("account_type", "BASIC")
@@ -349,7 +350,7 @@ def unsigned_download(view):
     return wrapper
 
 
-@bp.get("/v3/billdownload/file")
+@api.get("/v3/billdownload/file")
 @unsigned_download
 def download(platform, merchant):
     wanted = read_token(request.args.get("token", ""), platform.now())

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .. import gateway
 from ..extensions import db
 from ..models import (
     Order,
@@ -37,7 +36,7 @@ from ..models import (
 from ..wechatpay import APIError, WeChatPayError
 from ..wechatpay import bills as wxbills
 from ..wechatpay.times import BEIJING
-from . import orders
+from . import orders, wechat
 from .orders import OrderError, PaymentOutcome
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ def fetch_bill(day: date) -> wxbills.TradeBill | None:
 
     :raise ReconciliationError: not generated yet, unreachable, or the file failed its hash check.
     """
-    client = gateway.client()
+    client = wechat.client()  # commits first: no transaction held while WeChat Pay answers
     try:
         link = wxbills.apply_trade_bill(client, day, "ALL", gzip_file=True)
         return wxbills.parse_trade_bill(wxbills.download(client, link))
@@ -167,10 +166,11 @@ def _payment_line(result: Result, row: wxbills.TradeRow) -> None:
         db.session.rollback()
         result.add(Difference("amount_mismatch", out_trade_no, order_no, shop=str(exc), wechat=_yuan(row.order_total)))
         return
+    db.session.commit()  # apply_payment leaves committing to its caller
     if outcome == PaymentOutcome.DOUBLE:
-        from . import payments
+        from . import refunds
 
-        payments.refund_double_payment(out_trade_no)
+        refunds.refund_double_payment(out_trade_no)
     log.info("reconcile-bill: %s (payment %s) applied from the bill: %s", out_trade_no, payment_id, outcome)
     result.applied.append(out_trade_no)
     result.matched += 1
