@@ -219,6 +219,9 @@ def test_reconcile_bill_applies_a_lost_payment_and_reports_a_shop_side_differenc
     page = merchant.http.get(f"{live_server.url}/merchant/reconciliation/{day.isoformat()}", timeout=10).text
     assert phantom_payment["out_trade_no"] in page and phantom["order_no"] in page
     assert "商户已收款，微信账单中没有" in page
+    # How the bill was had, for a learner: the apply call, the SHA1, the unsigned download, the check.
+    assert "/v3/bill/tradebill?bill_date=" in page and 'id="bill-hash"' in page and "一致" in page
+    assert "token=…" in page
     csv_text = merchant.http.get(f"{live_server.url}/merchant/reconciliation/{day.isoformat()}.csv", timeout=10).text
     assert f"missing_at_wechat,{phantom_payment['out_trade_no']},{phantom['order_no']}" in csv_text
 
@@ -338,3 +341,27 @@ def test_the_dev_scheduler_runs_reconcile_bill_once_a_day_when_due(app, monkeypa
     finally:
         stop.set()
     assert days[0] == date(2026, 11, 29)
+
+
+def test_reconcile_bill_refuses_a_tampered_file_and_applies_nothing(live_server, shopper, monkeypatch):
+    from storefront.wechatpay.client import Client
+
+    lost = shopper.buy()
+    lost_payment = shopper.start_native(lost["order_no"])
+    assert shopper.pay_in_simulator(lost_payment["out_trade_no"], notify="drop").status_code == 200
+    day = beijing_today(live_server)
+    next_morning(live_server, day)
+    original = Client.download
+
+    def tampered(self, url):  # a file changed on the way: one amount edited, gzip rebuilt
+        return gzip.compress(gzip.decompress(original(self, url)).replace(b"`SUCCESS", b"`REFUND", 1))
+
+    monkeypatch.setattr(Client, "download", tampered)
+    app = live_server.app
+    with app.test_request_context(base_url=live_server.url):
+        outcome = app.test_cli_runner().invoke(args=["reconcile-bill", "--date", day.isoformat(), "--json"])
+    assert outcome.exit_code == 1
+    assert json.loads(outcome.output)["error"].startswith("BILL_REFUSED: SHA1 of the downloaded bill is")
+    with app.app_context():
+        assert db.session.scalar(select(Order.status).where(Order.order_no == lost["order_no"])) == "pending"
+        assert reconciliation.bill_file(reconciliation.run_for(day.isoformat()))["hash_ok"] is False

@@ -68,7 +68,8 @@ def reconciliation_day(bill_date: str):
     details = reconciliation.details(run)
     summary = reconciliation.summary(run)
     return render_template("merchant/reconciliation_day.html", run=run, details=details, summary=summary,
-                           labels=KIND_LABELS, known_orders=_order_numbers(details))
+                           labels=KIND_LABELS, known_orders=_order_numbers(details),
+                           bill_file=reconciliation.bill_file(run))
 
 
 @bp.get("/reconciliation/<bill_date>.csv")

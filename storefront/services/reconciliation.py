@@ -20,6 +20,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -111,16 +112,28 @@ def _yuan(fen: int) -> str:
     return f"{fen / 100:.2f}"
 
 
-def fetch_bill(day: date) -> wxbills.TradeBill | None:
+def fetch_bill(day: date, steps: dict[str, Any] | None = None) -> wxbills.TradeBill | None:
     """The day's ALL trade bill, hash checked and parsed; None when WeChat Pay has none (no transactions).
+
+    ``steps`` is filled with how the bill was had (for the merchant page): the apply call's answer
+    (the download path without its token), the file's size and whether its hash matched.
 
     :raise ReconciliationError: not generated yet, unreachable, or the file failed its hash check.
     """
+    steps = {} if steps is None else steps
     client = wechat.client()  # commits first: no transaction held while WeChat Pay answers
     try:
+        steps["apply"] = f"GET /v3/bill/tradebill?bill_date={day.isoformat()}&bill_type=ALL&tar_type=GZIP"
         link = wxbills.apply_trade_bill(client, day, "ALL", gzip_file=True)
-        return wxbills.parse_trade_bill(wxbills.download(client, link))
+        steps.update(hash_type=link.hash_type, hash_value=link.hash_value,
+                     download=urlsplit(link.download_url).path + "?token=…")
+        raw = client.download(link.download_url)
+        steps.update(downloaded_bytes=len(raw), gzip=raw[:2] == b"\x1f\x8b", hash_ok=False)
+        content = wxbills.check_file(raw, link)
+        steps.update(hash_ok=True, bill_bytes=len(content))
+        return wxbills.parse_trade_bill(content)
     except APIError as exc:
+        steps["answer"] = f"{exc.status} {exc.code} {exc.message}"
         if exc.code == "NO_STATEMENT_EXIST":
             return None
         raise ReconciliationError(exc.code, exc.message) from exc
@@ -223,13 +236,13 @@ def compare(day: date, bill: wxbills.TradeBill | None) -> Result:
     return result
 
 
-def store(result: Result, status: str, error: str = "") -> ReconciliationRun:
-    """Keep the day's latest result (one row per bill date)."""
+def store(result: Result, status: str, error: str = "", steps: dict[str, Any] | None = None) -> ReconciliationRun:
+    """Keep the day's latest result (one row per bill date), with how the bill was had (``steps``)."""
     run = db.session.scalar(select(ReconciliationRun).where(ReconciliationRun.bill_date == result.date))
     if run is None:
         run = ReconciliationRun(bill_date=result.date)
         db.session.add(run)
-    payload = {**result.summary(), "details": [asdict(item) for item in result.details]}
+    payload = {**result.summary(), "details": [asdict(item) for item in result.details], "bill_file": steps or {}}
     run.ran_at, run.status, run.error = utcnow(), status, error[:300]
     run.bill_rows, run.matched, run.applied = result.bill_rows, result.matched, len(result.applied)
     run.differences, run.fees_total = result.differences, result.fees_total
@@ -242,16 +255,17 @@ def reconcile_day(day: date) -> tuple[Result, int]:
     """Download, check, compare and store one day. Returns the result and the exit status:
     0 all matched (after applying), 3 a difference needs a person, 1 no bill to compare yet."""
     result = Result(date=day.isoformat())
+    steps: dict[str, Any] = {}
     try:
-        bill = fetch_bill(day)
+        bill = fetch_bill(day, steps)
     except ReconciliationError as exc:
         db.session.rollback()
         log.warning("reconcile-bill %s: %s", day, exc)
-        store(result, "failed", f"{exc.code}: {exc.message}")
+        store(result, "failed", f"{exc.code}: {exc.message}", steps)
         return result, EXIT_FAILED
     result = compare(day, bill)
     status = "differences" if result.differences else "matched"
-    store(result, status)
+    store(result, status, steps=steps)
     return result, EXIT_DIFFERENCES if result.differences else EXIT_MATCHED
 
 
@@ -289,4 +303,14 @@ def summary(run: ReconciliationRun) -> dict[str, Any]:
         data = json.loads(run.result)
     except ValueError:
         return {}
-    return {key: value for key, value in data.items() if key != "details"} if isinstance(data, dict) else {}
+    return {key: value for key, value in data.items() if key not in ("details", "bill_file")} if isinstance(data, dict) else {}
+
+
+def bill_file(run: ReconciliationRun) -> dict[str, Any]:
+    """How the day's bill was had: the apply call, the hash, the download (for the merchant page)."""
+    try:
+        data = json.loads(run.result)
+    except ValueError:
+        return {}
+    found = data.get("bill_file") if isinstance(data, dict) else None
+    return found if isinstance(found, dict) else {}
