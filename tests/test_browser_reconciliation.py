@@ -56,6 +56,8 @@ def test_the_merchant_reconciles_a_day_and_sees_what_was_applied_and_what_differ
         row.locator("a").click()  # to the order the difference is about
         page.wait_for_url(f"**/merchant/orders/{phantom['order_no']}")
         page.go_back()
+        page.set_viewport_size({"width": 1280, "height": 1500})  # the whole day's page in one picture
+        page.evaluate("window.scrollTo(0, 0)")
         shoot(page, "reconciliation", docs=True)
         context.close()
     finally:
