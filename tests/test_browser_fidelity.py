@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import requests
 from playwright.sync_api import expect
-
-from conftest import LiveServer
 from test_browser_flow import new_context
 from test_sandbox_api import Merchant, new_out_trade_no
+
+from conftest import LiveServer
 
 pytestmark = pytest.mark.browser
 
