@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import Integer, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -253,6 +253,7 @@ def apply_payment(
     paid_at: datetime,
     cause: str,
     wechat_ref: str | None = None,
+    payer_total: int | None = None,
     on_applied: Callable[[int, int], None] | None = None,
 ) -> PaymentOutcome:
     """Apply a payment WeChat Pay reported (notification or query). Race-safe and idempotent.
@@ -270,7 +271,7 @@ def apply_payment(
     connection = db.session.connection()
     row = connection.execute(_PAY_OPEN_ATTEMPT, {
         "out_trade_no_": out_trade_no, "amount_": amount_total, "transaction_id_": transaction_id,
-        "paid_at_": paid_at}).first()
+        "paid_at_": paid_at, "payer_total_": payer_total}).first()
     late = False
     if row is not None:
         payment_id, order_id = row
@@ -284,6 +285,8 @@ def apply_payment(
                 "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
             )
         values = {"transaction_id": transaction_id, "paid_at": paid_at}
+        if payer_total is not None:  # a coupon may have paid part: what the payer paid, for the pages
+            values["payer_total"] = payer_total
         if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
             # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.
             if not _move_payment(payment.id, (PaymentStatus.CLOSED, PaymentStatus.FAILED), PaymentStatus.PAID,
@@ -324,7 +327,9 @@ _PAY_OPEN_ATTEMPT = (
     update(_PAYMENTS)
     .where(_PAYMENTS.c.out_trade_no == bindparam("out_trade_no_"), _PAYMENTS.c.amount_total == bindparam("amount_"),
            _PAYMENTS.c.status.in_([str(s) for s in OPEN_PAYMENT_STATUSES]))
-    .values(status=str(PaymentStatus.PAID), transaction_id=bindparam("transaction_id_"), paid_at=bindparam("paid_at_"))
+    .values(status=str(PaymentStatus.PAID), transaction_id=bindparam("transaction_id_"), paid_at=bindparam("paid_at_"),
+            # What the payer paid (a coupon may have paid part); left as it is when not reported.
+            payer_total=func.coalesce(bindparam("payer_total_", type_=Integer), _PAYMENTS.c.payer_total))
     .returning(_PAYMENTS.c.id, _PAYMENTS.c.order_id)
 )
 assert (OrderStatus.PENDING, OrderStatus.PAID) in TRANSITIONS

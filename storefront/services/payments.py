@@ -72,6 +72,7 @@ def query_and_apply(payment: Payment, cause: str = "query") -> Transaction:
             amount_total=transaction.amount_total,
             paid_at=_paid_at(transaction),
             cause=cause,
+            payer_total=transaction.payer_total,
         )
         db.session.commit()
         if outcome == PaymentOutcome.DOUBLE:
@@ -140,6 +141,7 @@ class PaymentNotifications:
                 wechat_ref=received.event.id,
                 # The flow record links to the attempt this updated: no query to find it again.
                 on_applied=lambda order_id, payment_id: received.trace.linked(order_id, payment_id),
+                payer_total=transaction.payer_total,
             )  # committed by notifications.record with the records: one commit, atomic
         except OrderError:
             # No such attempt, or another amount: show what was compared.
