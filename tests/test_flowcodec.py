@@ -216,3 +216,40 @@ def test_the_migration_converts_existing_records_both_ways(app):
                            "http://x/v3/pay/transactions/native")
         assert json.loads(row[4])["Authorization"].endswith('signature="S1",timestamp="7",serial_no="A"')
         upgrade()
+
+
+def test_a_native_payment_commits_once_before_the_call_and_once_after(server):
+    """The attempt, then WeChat Pay's answer with the call's flow record: two commits of the
+    shop's database (the simulator's own are its business), and the prepay is recorded."""
+    from sqlalchemy import event
+
+    shopper = Shopper(server.url)
+    order = shopper.buy(product_id=1)
+    with server.app.app_context():
+        shop_engine = db.engines[None]
+    commits = []
+    listener = lambda connection: commits.append(connection.engine is shop_engine)  # noqa: E731
+    event.listen(shop_engine, "commit", listener)
+    try:
+        payment = shopper.start_native(order["order_no"])
+    finally:
+        event.remove(shop_engine, "commit", listener)
+    assert commits.count(True) == 2, commits
+    steps = _flow(shopper, order["order_no"])["steps"]
+    prepay = next(s for s in steps if s["kind"] == "prepay_native")
+    assert prepay["out_trade_no"] == payment["out_trade_no"] and prepay["verification"] == "passed"
+
+
+def test_an_api_call_no_commit_follows_is_still_recorded(server):
+    """A call whose answer changes nothing (a query of an unpaid attempt, outside a request):
+    its record is written when the app context ends."""
+    from storefront import gateway
+
+    shopper = Shopper(server.url)
+    order = shopper.buy(product_id=1)
+    payment = shopper.start_native(order["order_no"])
+    with server.app.app_context():
+        transaction, _response = gateway.client().query_by_out_trade_no(payment["out_trade_no"])
+        assert transaction.trade_state == "NOTPAY"
+    kinds = [s["kind"] for s in _flow(shopper, order["order_no"])["steps"]]
+    assert "query" in kinds, kinds
