@@ -637,8 +637,6 @@ def _claimed_out_trade_no(body: bytes) -> str | None:
 
 def _display_keys() -> tuple[Any, Any]:
     """The merchant key and the APIv3 cipher, to rebuild what a record does not store."""
-    from .. import gateway
-
     try:
         gw = gateway.gateway()
         return gw.credentials.private_key, gw.aes
@@ -694,8 +692,6 @@ def decrypted_resource(message: ProtocolMessage) -> str:
         plain = message.fields.get("resource_plain")
         try:
             if not plain:
-                from ..wechatpay import aead
-
                 _private_key, aes = _display_keys()
                 resource = json.loads(message.request_body)["resource"]
                 plain = aead.decrypt(aes, resource["nonce"], resource["ciphertext"],
