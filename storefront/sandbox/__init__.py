@@ -59,6 +59,7 @@ def sandbox() -> Sandbox:
 def register(app: Flask) -> None:
     from . import tamper  # noqa: F401  adds the guided tour's tampered-notification control to bp
     from . import console, views_api  # noqa: F401  # more routes on the same blueprint
+    from . import testbackend  # "测试你自己的后端": merchants, kits, the grader (routes on bp, CLI)
     from .views import bp
 
     state = Sandbox(app)
@@ -68,6 +69,7 @@ def register(app: Flask) -> None:
 
     app.register_blueprint(scenes_bp, url_prefix="/sandbox")
     install_log_redaction()
+    testbackend.register_cli(app)
 
     @app.cli.command("sandbox-rotate-cert")
     @click.option("--overlap-hours", default=24 * 7, show_default=True, type=float,

@@ -245,7 +245,8 @@ def notification_body(platform: Platform, refund: SandboxRefund) -> tuple[str, s
         "event_type": event_type, "summary": SUMMARIES[refund.status],
         "resource": {
             "original_type": "refund", "algorithm": aead.ALGORITHM,
-            "ciphertext": aead.encrypt(platform.aes, nonce, json_body(resource).encode("utf-8"), "refund"),
+            "ciphertext": aead.encrypt(platform.merchant_aes(refund.mchid), nonce,
+                                       json_body(resource).encode("utf-8"), "refund"),
             "associated_data": "refund", "nonce": nonce,
         },
     }
@@ -268,6 +269,7 @@ def enqueue_notification(platform: Platform, refund: SandboxRefund, shape: str =
         SandboxNotification(
             event_id=event_id, out_trade_no=refund.out_trade_no, out_refund_no=refund.out_refund_no,
             event_type=event_type, notify_url=refund.notify_url or "", body=body, state=state, kind="refund",
+            mchid=refund.mchid,
             next_attempt_at=due if state == "pending" else None,
         )
         for _ in range(copies)

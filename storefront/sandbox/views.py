@@ -19,18 +19,23 @@ bp = Blueprint("sandbox", __name__)
 MOUNT = "/sandbox"
 
 
-def canonical_url() -> str:
-    """Path and query exactly as sent, without the mount prefix: what the merchant signed."""
+def sent_url() -> str:
+    """Path and query exactly as the client sent them, mount included (``/sandbox/v3/…``)."""
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
     if raw:
         parts = urlsplit(raw)
         path = parts.path
     else:
         path = quote(request.script_root + request.path, safe="/-_.~!*'()|,;:@&=+$")
-    path = path[len(request.script_root):]
-    path = path[len(MOUNT):] if path.startswith(MOUNT) else path
     query = request.query_string.decode("latin-1")
     return path + ("?" + query if query else "")
+
+
+def canonical_url() -> str:
+    """Path and query exactly as sent, without the mount prefix: what the merchant signed."""
+    url = sent_url()
+    url = url[len(request.script_root):] if request.script_root and url.startswith(request.script_root) else url
+    return url[len(MOUNT):] if url.startswith(MOUNT + "/") else url
 
 
 def signed_api(view):
@@ -44,7 +49,7 @@ def signed_api(view):
         body = request.get_data(cache=True)
         call = calllog.CallRecord.start(request.method, canonical_url(), request.headers, body)
         try:
-            merchant = platform.authenticate(request.method, call.path, request.headers, body)
+            merchant = platform.authenticate(request.method, call.path, request.headers, body, sent_url())
             call.auth_ok, call.auth_result = True, "验签通过"
             calllog.check_rate(platform, merchant)
             status, data = view(platform, merchant, **kwargs)
@@ -52,6 +57,10 @@ def signed_api(view):
             status, data = exc.status, exc.body()
             if not call.auth_ok:
                 call.auth_result = f"{exc.code}: {exc.message}"
+                if exc.code == "SIGN_ERROR":
+                    from .diagnosis import diagnose
+
+                    call.diagnosis = diagnose(platform, request.method, call.path, sent_url(), request.headers, body)
         # The answer's key follows the request's Wechatpay-Serial (the switch-over rule).
         payload, status, headers = platform.signed(status, data, request.headers.get("Wechatpay-Serial"))
         calllog.record(call, status, payload, headers)
@@ -121,7 +130,8 @@ def scan():
         return render_template("errors/error.html", status=404, code=exc.code, message=exc.message), 404
     view = SimpleNamespace(
         out_trade_no=txn.out_trade_no, description=txn.description, amount_total=txn.amount_total,
-        trade_state=txn.trade_state, expired=platform.expired(txn), merchant_name=platform.merchant.name,
+        trade_state=txn.trade_state, expired=platform.expired(txn),
+        merchant_name=(platform.merchant_for(txn.mchid) or platform.merchant).name,
         time_expire=txn.time_expire,
     )
     return render_template(
@@ -178,7 +188,10 @@ def control_pay():
         return _control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
     state = sandbox()
     platform = state.platform
-    txn = platform.find(platform.merchant.mchid, data["out_trade_no"])
+    try:  # any registered merchant's order (docs/test-your-backend.md); "mchid" picks one
+        txn = platform.find_any(data["out_trade_no"], data.get("mchid") if isinstance(data.get("mchid"), str) else None)
+    except ApiFailure as exc:
+        return _control_error(exc.status, exc.code, exc.message)
     if txn is None:
         return _control_error(404, "ORDER_NOT_EXIST", "订单不存在")
     paid, reason = platform.pay(txn, result)
@@ -215,7 +228,10 @@ def control_query_fault():
     if not isinstance(data, dict) or data.get("fault") not in ("USERPAYING", "SYSTEM_ERROR"):
         return _control_error(400, "PARAM_ERROR", "需要 {\"out_trade_no\", \"fault\": \"USERPAYING\" 或 \"SYSTEM_ERROR\"}")
     platform = sandbox().platform
-    txn = platform.find(platform.merchant.mchid, str(data.get("out_trade_no")))
+    try:
+        txn = platform.find_any(str(data.get("out_trade_no")), data.get("mchid") if isinstance(data.get("mchid"), str) else None)
+    except ApiFailure as exc:
+        return _control_error(exc.status, exc.code, exc.message)
     if txn is None:
         return _control_error(404, "ORDER_NOT_EXIST", "订单不存在")
     platform.set_query_fault(txn, data["fault"])
@@ -253,7 +269,9 @@ def control_notifications():
 def control_openid():
     appid = request.args.get("appid", "")
     platform = sandbox().platform
-    if appid not in platform.merchant.appids:
+    from .merchants import appid_registered
+
+    if appid not in platform.merchant.appids and not appid_registered(appid):
         return _control_error(404, "APPID_NOT_EXIST", "模拟器中没有该 appid")
     return {"openid": platform.openid(appid)}
 

@@ -6,6 +6,7 @@ Routes live on the simulator's one blueprint (``views.bp``).
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from types import SimpleNamespace
@@ -27,7 +28,7 @@ CERTIFICATE_ALGORITHMS = ("RSA", "ALL")
 # -- API v3 ---------------------------------------------------------------------------------
 
 
-def certificates_answer(platform: Platform) -> dict:
+def certificates_answer(platform: Platform, merchant=None) -> dict:
     """``GET /v3/certificates`` (§4.4): every listed certificate, encrypted with the APIv3 key."""
     data = []
     for cert in platform.certificates.listed(platform.now()):
@@ -38,7 +39,8 @@ def certificates_answer(platform: Platform) -> dict:
             "expire_time": format_time(cert.expire_time),
             "encrypt_certificate": {
                 "algorithm": aead.ALGORITHM, "nonce": nonce, "associated_data": "certificate",
-                "ciphertext": aead.encrypt(platform.aes, nonce, cert.certificate_pem, "certificate"),
+                "ciphertext": aead.encrypt(platform.merchant_aes(merchant.mchid if merchant else None), nonce,
+                                           cert.certificate_pem, "certificate"),
             },
         })
     return {"data": data}
@@ -53,7 +55,7 @@ def certificates(platform, merchant):
                                                           "issue": "须为RSA、SM2或ALL", "location": "query"})
     if algorithm == "SM2":
         return 200, {"data": []}  # the simulator has RSA certificates only
-    return 200, certificates_answer(platform)
+    return 200, certificates_answer(platform, merchant)
 
 
 @bp.get("/v3/pay/transactions/id/<transaction_id>")
@@ -109,7 +111,7 @@ def control_refund():
         return _control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
     state = sandbox()
     platform = state.platform
-    refund = refunds.find(platform.merchant, data["out_refund_no"])
+    refund = refunds.find(platform.merchant_for(data.get("mchid")) or platform.merchant, data["out_refund_no"])
     if refund is None:
         return _control_error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
     if not refunds.finish(platform, refund.id, result, shape):
@@ -296,10 +298,14 @@ def control_calls():
     query = select(SandboxApiCall).order_by(SandboxApiCall.id.desc()).limit(200)
     if request.args.get("path"):
         query = query.where(SandboxApiCall.path.startswith(request.args["path"], autoescape=True))
+    if request.args.get("mchid"):
+        query = query.where(SandboxApiCall.mchid == request.args["mchid"])
     return {"calls": [
         {"id": c.id, "method": c.method, "path": c.path, "mchid": c.mchid, "status": c.status,
          "auth_ok": c.auth_ok, "auth_result": c.auth_result, "wechatpay_serial": c.wechatpay_serial,
-         "response_serial": c.response_serial, "signed_message": c.signed_message}
+         "response_serial": c.response_serial, "signed_message": c.signed_message,
+         "diagnosis": c.diagnosis,
+         "diagnosis_detail": json.loads(c.diagnosis_detail) if c.diagnosis_detail else None}
         for c in db.session.scalars(query)
     ]}
 
