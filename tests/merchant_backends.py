@@ -88,9 +88,10 @@ class Backend:
             self.orders[out_trade_no] = {"total": total, "status": "pending", "transaction_id": None}
         return jsonify({"out_trade_no": out_trade_no, "code_url": json.loads(message)["code_url"]}), 201
 
-    def order(self, total: int = 8800, description: str = "测试商品") -> str:
+    def order(self, total: int = 8800, description: str = "测试商品", out_trade_no: str | None = None) -> str:
         """Create an order through this backend's own HTTP endpoint; returns its out_trade_no."""
-        answer = requests.post(self.url + "/orders", json={"total": total, "description": description}, timeout=15)
+        answer = requests.post(self.url + "/orders", json={"total": total, "description": description,
+                                                          "out_trade_no": out_trade_no}, timeout=15)
         assert answer.status_code == 201, answer.text
         return answer.json()["out_trade_no"]
 

@@ -10,6 +10,7 @@ with the expected string beside the signed one (docs/test-your-backend.md).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -104,6 +105,8 @@ def diagnose(platform: Any, method: str, canonical_url: str, sent_url: str | Non
     def found(name: str, signed: str) -> dict[str, str]:
         return {"diagnosis": name, "expected": expected, "signed": signed, "explanation": EXPLANATIONS[name]}
 
+    if timestamp.isdigit() and len(timestamp) >= 13 and abs(time.time() - int(timestamp) / 1000) <= MAX_SKEW_SECONDS:
+        return found("timestamp_ms", expected)  # milliseconds, signed consistently: refused for the window
     for url in urls:
         if _verifies(public_key, request_message(method, url, timestamp, nonce, text), signature):
             if not keys.same_serial(auth["serial_no"], merchant.merchant_serial):
@@ -135,11 +138,6 @@ def diagnose(platform: Any, method: str, canonical_url: str, sent_url: str | Non
             message = request_message(method, url, other, nonce, text)
             if _verifies(public_key, message, signature):
                 return found("timestamp_ms", message)
-        if len(timestamp) >= 13:
-            import time
-
-            if abs(time.time() - int(timestamp) / 1000) <= MAX_SKEW_SECONDS:
-                return found("timestamp_ms", expected)
     for other_key in _other_merchant_keys(platform, merchant.mchid):
         if _verifies(other_key, expected, signature):
             return found("key_not_serial", expected)
