@@ -17,8 +17,8 @@ from pathlib import Path
 
 import requests
 from flask import Flask, jsonify, request
-from werkzeug.serving import make_server
 from wechatpayv3 import WeChatPay, WeChatPayType
+from werkzeug.serving import make_server
 
 SHANGHAI = timezone(timedelta(hours=8))
 BEHAVIOURS = ("correct", "ack_anything", "fail_duplicates")

@@ -15,6 +15,7 @@ from merchant_backends import Backend
 from storefront.extensions import db
 from storefront.sandbox.models import SandboxNotification
 from storefront.wechatpay import aead
+from storefront.wechatpay.errors import DecryptError
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_each_merchant_is_notified_with_its_own_key_at_its_own_backend(shop, two
         decrypted = aead.decrypt(aead.cipher(mine["apiv3_key"]), resource["nonce"], resource["ciphertext"],
                                  resource["associated_data"])
         assert json.loads(decrypted)["mchid"] == mine["mchid"]
-        with pytest.raises(Exception):  # the other merchant's APIv3 key cannot open it
+        with pytest.raises(DecryptError):  # the other merchant's APIv3 key cannot open it
             aead.decrypt(aead.cipher(other["apiv3_key"]), resource["nonce"], resource["ciphertext"],
                          resource["associated_data"])
         assert rows[mine["mchid"]].notify_url.startswith(

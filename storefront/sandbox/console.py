@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..web import check_csrf
 from . import refunds, sandbox
+from .merchants import registered
 from .models import SandboxApiCall, SandboxDelivery, SandboxNotification, SandboxRefund, SandboxTransaction
 from .settings import ANSWER_SIGNING, NOTIFY_SIGNING
 from .simulator import ApiFailure
-from .merchants import registered
 from .views import bp
 from .views_api import advance_to_next_retry, enqueue_probe, resend, reset_clock
 
