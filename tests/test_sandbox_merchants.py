@@ -106,3 +106,44 @@ def test_a_merchants_request_signed_with_the_others_key_is_refused(shop, two):
     assert code == 401 and json.loads(message)["code"] == "SIGN_ERROR"
     calls = requests.get(shop.url + "/sandbox/control/calls", params={"mchid": kit_a["mchid"]}, timeout=10).json()
     assert calls["calls"][0]["diagnosis"] == "key_not_serial"
+
+
+def test_a_registered_merchants_jsapi_and_h5_orders_are_paid_and_notified(shop, two):
+    """JSAPI (openid from control/openid; paySign checked with this merchant's key) and H5, via the SDK."""
+    import time
+
+    from wechatpayv3 import WeChatPayType
+
+    (kit, backend), _ = two
+    openid = requests.get(shop.url + "/sandbox/control/openid", params={"appid": kit["appid"]}, timeout=10).json()
+    jsapi_no, h5_no = "JS" + secrets.token_hex(6).upper(), "H5" + secrets.token_hex(6).upper()
+    code, message = backend.sdk.pay(description="公众号支付", out_trade_no=jsapi_no, amount={"total": 500},
+                                    payer={"openid": openid["openid"]}, pay_type=WeChatPayType.JSAPI)
+    assert code == 200, message
+    with backend.lock:  # the SDK called directly, so the backend learns of its orders here
+        backend.orders[jsapi_no] = {"total": 500, "status": "pending", "transaction_id": None}
+        backend.orders[h5_no] = {"total": 700, "status": "pending", "transaction_id": None}
+    prepay_id = json.loads(message)["prepay_id"]
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+    pay_sign = backend.sdk.sign([kit["appid"], timestamp, nonce, f"prepay_id={prepay_id}"])
+    params = {"appId": kit["appid"], "timeStamp": timestamp, "nonceStr": nonce, "package": f"prepay_id={prepay_id}",
+              "signType": "RSA", "paySign": pay_sign}
+    sheet = requests.post(shop.url + "/sandbox/jsapi/verify", json={"params": params}, timeout=10)
+    assert sheet.status_code == 200 and sheet.json()["merchant_name"] == "甲商户", sheet.text
+    paid = requests.post(shop.url + "/sandbox/jsapi/pay", json={"params": params, "result": "SUCCESS"}, timeout=10)
+    assert paid.status_code == 200, paid.text
+
+    code, message = backend.sdk.pay(description="H5 支付", out_trade_no=h5_no, amount={"total": 700},
+                                    scene_info={"payer_client_ip": "203.0.113.7", "h5_info": {"type": "Wap"}},
+                                    pay_type=WeChatPayType.H5)
+    assert code == 200 and "h5_url" in json.loads(message), message
+    assert pay(shop, h5_no, kit["mchid"]).status_code == 200
+
+    for out_trade_no in (jsapi_no, h5_no):
+        assert backend.wait_paid(out_trade_no)["transaction_id"]
+        listed = requests.get(shop.url + "/sandbox/control/notifications",
+                              params={"out_trade_no": out_trade_no, "mchid": kit["mchid"]}, timeout=10).json()
+        (notification,) = listed["notifications"]
+        assert notification["state"] == "delivered" and notification["notify_url"] == backend.url + "/notify"
+    trade_types = {n["out_trade_no"]: n["trade_type"] for n in backend.notifications}  # decrypted resources
+    assert trade_types[jsapi_no] == "JSAPI" and trade_types[h5_no] == "MWEB"

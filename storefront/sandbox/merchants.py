@@ -92,3 +92,11 @@ def describe(row: SandboxMerchant) -> dict:
 
     return {"mchid": row.mchid, "name": row.name, "appid": row.appid, "merchant_serial": row.merchant_serial,
             "notify_url": row.notify_url, "created_at": format_time(row.created_at)}
+
+
+def merchant_for_appid(platform, appid: str) -> Merchant | None:
+    """The merchant an appid belongs to (the demo merchant's or a registered one), or None."""
+    if appid in platform.merchant.appids:
+        return platform.merchant
+    mchid = db.session.scalar(select(SandboxMerchant.mchid).where(SandboxMerchant.appid == appid))
+    return platform.merchant_for(mchid) if mchid else None

@@ -243,6 +243,8 @@ def control_notifications():
     query = select(SandboxNotification).order_by(SandboxNotification.id)
     if request.args.get("out_trade_no"):
         query = query.where(SandboxNotification.out_trade_no == request.args["out_trade_no"])
+    if request.args.get("mchid"):
+        query = query.where(SandboxNotification.mchid == request.args["mchid"])
     rows = list(db.session.scalars(query))
     deliveries: dict[int, list] = {row.id: [] for row in rows}
     if rows:
@@ -258,7 +260,7 @@ def control_notifications():
         "notifications": [
             {"id": row.id, "event_id": row.event_id, "out_trade_no": row.out_trade_no,
              "event_type": row.event_type, "notify_url": row.notify_url, "state": row.state,
-             "kind": row.kind, "out_refund_no": row.out_refund_no,
+             "kind": row.kind, "out_refund_no": row.out_refund_no, "mchid": row.mchid,
              "next_attempt_at": _iso(row.next_attempt_at), "attempts": deliveries[row.id]}
             for row in rows
         ]

@@ -237,9 +237,11 @@ def enqueue_probe(platform: Platform, out_trade_no: str | None) -> SandboxNotifi
     Built for a real unpaid transaction when there is one, so a shop that skips verification
     would visibly mark an unpaid order paid.
     """
-    query = select(SandboxTransaction).where(SandboxTransaction.mchid == platform.merchant.mchid)
-    if out_trade_no:
+    query = select(SandboxTransaction)
+    if out_trade_no:  # any merchant's order (docs/test-your-backend.md); else the demo merchant's latest
         query = query.where(SandboxTransaction.out_trade_no == out_trade_no)
+    else:
+        query = query.where(SandboxTransaction.mchid == platform.merchant.mchid)
     txn = db.session.scalar(query.order_by(SandboxTransaction.id.desc()).limit(1))
     if txn is None:
         raise ApiFailure(404, "ORDER_NOT_EXIST", "没有可用于探测的交易")
@@ -253,7 +255,7 @@ def enqueue_probe(platform: Platform, out_trade_no: str | None) -> SandboxNotifi
     )
     event_id, body = platform.payment_notification_body(probe)  # type: ignore[arg-type]
     row = SandboxNotification(event_id=event_id, out_trade_no=txn.out_trade_no, event_type="TRANSACTION.SUCCESS",
-                              notify_url=txn.notify_url, body=body, state="pending", kind="probe",
+                              notify_url=txn.notify_url, body=body, state="pending", kind="probe", mchid=txn.mchid,
                               next_attempt_at=platform.now())
     db.session.add(row)
     db.session.commit()
