@@ -33,7 +33,7 @@ test: $(VENV)/.dev init
 
 # make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_flow.py)
 docs-screenshots: $(VENV)/.dev init
-	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py
+	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py tests/test_browser_test_backend.py
 
 bench: $(VENV)/.dev init
 	$(PY) -m bench

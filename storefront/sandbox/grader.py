@@ -440,7 +440,7 @@ def call_log_cases(platform: Platform, txn: SandboxTransaction, mchid: str, acke
     first_ack = _first_ack(platform, txn, acked_at)
     late = [c for c in queries if c.at > first_ack and c.status == 200]
     cases.append(Case("no_query_after_ack", not late, f"{len(late)} queries after the notification was "
-                      f"acknowledged ({format_time(first_ack)} UTC); first: {_call_summary(late[0])}" if late
+                      f"acknowledged ({format_time(first_ack)}); first: {_call_summary(late[0])}" if late
                       else f"{len(queries)} queries, none after the acknowledgement", severity="warning",
                       sent=_sent_of(late[0]) if late else None))
 
@@ -485,8 +485,21 @@ def case_view(case: Case) -> dict[str, Any]:
     """What the report shows of a case: its title, why it matters and how to fix it."""
     title, why, fix = CASES[case.name]
     return {"case": case, "title": title, "why": why, "fix": fix,
-            "sent_json": json.dumps(case.sent, ensure_ascii=False, indent=2) if case.sent else None,
-            "answer_json": json.dumps(case.answer, ensure_ascii=False, indent=2) if case.answer else None}
+            "sent_json": _http_text(case.sent) if case.sent else None,
+            "answer_json": _answer_text(case.answer) if case.answer else None}
+
+
+def _http_text(sent: dict[str, Any]) -> str:
+    """The request as it crossed the wire: request line, headers, blank line, body."""
+    headers = "".join(f"{name}: {value}\n" for name, value in (sent.get("headers") or {}).items())
+    return f"{sent['method']} {sent['url']}\n{headers}\n{sent.get('body') or ''}"
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    if "error" in answer:
+        return answer["error"]
+    timing = f"  ({answer['elapsed_ms']} ms)" if "elapsed_ms" in answer else ""
+    return f"HTTP {answer['status']}{timing}\n\n{answer.get('body') or ''}"
 
 
 def render_html(result: GradeResult) -> str:
