@@ -30,8 +30,14 @@ def test_console_runs_the_grader_and_shows_the_report(browser, shop):
     kit = answer.json() | {}
     kit.update(private_key=kit["apiclient_key_pem"], public_key=kit["pub_key_pem"])
     backend = Backend(kit, kit["api_base_mounted"])
+    context = new_context(browser, shop)
     try:
+        page = context.new_page()
+        page.goto(f"/sandbox/backends?mchid={kit['mchid']}")
+        assert page.locator("tr.order-row").count() == 0
         out_trade_no = backend.order(total=8800, description="云南小粒咖啡豆 500g")
+        # The order arrives on the open page by itself (no reload).
+        page.locator("tr.order-row", has_text=out_trade_no).wait_for()
         # One query signed without the final \n: the report shows its diagnosis.
         url = f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={kit['mchid']}"
         timestamp, nonce = str(int(time.time())), signing.new_nonce()
@@ -43,9 +49,7 @@ def test_console_runs_the_grader_and_shows_the_report(browser, shop):
                              f'timestamp="{timestamp}",serial_no="{kit["merchant_serial"]}",signature="{signature}"'})
         assert refused.status_code == 401
 
-        context = new_context(browser, shop)
-        page = context.new_page()
-        page.goto(f"/sandbox/backends?mchid={kit['mchid']}")
+        page.reload()
         row = page.locator("tr.order-row", has_text=out_trade_no)
         assert row.count() == 1
         assert page.locator("tr.call-row", has_text="missing_trailing_newline").count() == 1
@@ -61,6 +65,6 @@ def test_console_runs_the_grader_and_shows_the_report(browser, shop):
         shoot(page, "grader-report", docs=True)
         failure.scroll_into_view_if_needed()
         shoot(failure, "grader-report-failure", docs=True)
-        context.close()
     finally:
+        context.close()
         backend.stop()
