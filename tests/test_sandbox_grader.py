@@ -243,3 +243,14 @@ def test_console_page_registers_grades_and_shows_the_report(shop, root, backends
     assert report.status_code == 200 and "微信支付接入检查报告" in report.text and "通过" in report.text
     listing = session.get(shop.url + "/sandbox/control/merchants", timeout=10).json()["merchants"]
     assert any(m["mchid"] == kit["mchid"] and m["name"] == "我的后端" for m in listing)
+
+
+def test_the_shop_itself_passes_the_grader(live_server, shopper):
+    """The project's own shop is a backend like any other: its demo merchant's order grades clean."""
+    order = shopper.buy()
+    attempt = shopper.start_native(order["order_no"])
+    out_trade_no = attempt["out_trade_no"]
+    result = live_server.app.test_cli_runner().invoke(args=["sandbox-grade", "--out-trade-no", out_trade_no])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("✓") == len(ALL_CASES) and "✗" not in result.output
+    assert shopper.order(order["order_no"])["status"] == "paid"

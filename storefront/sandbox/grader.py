@@ -121,6 +121,16 @@ CASES: dict[str, tuple[str, str, str]] = {
         f"Query one order at most once every {MIN_QUERY_GAP_SECONDS} s; rely on the notification first."),
 }
 WARNINGS = {"refusal_format", "no_query_after_ack", "close_before_reissue", "query_interval"}
+# What each notification case sends, as its detail says it.
+SENT = {
+    "forged_signature": "TRANSACTION.SUCCESS signed with another RSA key",
+    "tampered_ciphertext": "TRANSACTION.SUCCESS, ciphertext altered, correctly signed",
+    "stale_timestamp": f"TRANSACTION.SUCCESS signed at a timestamp {STALE_SECONDS // 60} min old",
+    "unknown_serial": "TRANSACTION.SUCCESS naming an unknown Wechatpay-Serial",
+    "signature_probe": "a WECHATPAY/SIGNTEST/ signature probe",
+    "genuine_notification": "the genuine TRANSACTION.SUCCESS",
+    "duplicate_notification": "the same notification again",
+}
 
 
 @dataclass
@@ -297,7 +307,7 @@ def grade(platform: Platform, out_trade_no: str, notify_url: str | None = None, 
     for name, body, headers in _forgeries(platform, sender, _would_be_paid(platform, txn)):
         sent, answer = sender.post(body, headers)
         refused = _refused(answer)
-        detail = ("refused: " if refused else "NOT refused: ") + _describe_answer(answer)
+        detail = f"sent {SENT[name]} → " + ("refused: " if refused else "NOT refused: ") + _describe_answer(answer)
         result.cases.append(Case(name, refused, detail, sent=sent, answer=answer))
         if refused:
             refusals.append(answer)
@@ -314,13 +324,15 @@ def grade(platform: Platform, out_trade_no: str, notify_url: str | None = None, 
     sent, answer = sender.post(body, sender.headers(body))
     acked_at = utcnow()
     ok = _acknowledged(answer)
-    result.cases.append(Case("genuine_notification", ok, ("acknowledged: " if ok else "not acknowledged: ")
-                             + _describe_answer(answer), sent=sent, answer=answer))
+    result.cases.append(Case("genuine_notification", ok, f"sent {SENT['genuine_notification']} → "
+                             + ("acknowledged: " if ok else "not acknowledged: ") + _describe_answer(answer),
+                             sent=sent, answer=answer))
 
     sent, answer = sender.post(body, sender.headers(body))
     ok = _acknowledged(answer)
-    result.cases.append(Case("duplicate_notification", ok, ("acknowledged: " if ok else "not acknowledged: ")
-                             + _describe_answer(answer), sent=sent, answer=answer))
+    result.cases.append(Case("duplicate_notification", ok, f"sent {SENT['duplicate_notification']} → "
+                             + ("acknowledged: " if ok else "not acknowledged: ") + _describe_answer(answer),
+                             sent=sent, answer=answer))
     signed = [sender.headers(body) for _ in range(CONCURRENT_COPIES)]  # signed here: the session is this thread's
     db.session.commit()
     with ThreadPoolExecutor(max_workers=CONCURRENT_COPIES) as pool:
@@ -331,6 +343,7 @@ def grade(platform: Platform, out_trade_no: str, notify_url: str | None = None, 
     first_bad = failed[0] if failed else (None, None)
     result.cases.append(Case(
         "concurrent_duplicates", not failed,
+        f"sent {CONCURRENT_COPIES} copies at once → "
         f"{CONCURRENT_COPIES - len(failed)}/{CONCURRENT_COPIES} acknowledged, {len(server_errors)} answered 5xx "
         f"({statuses})", sent=first_bad[0], answer=first_bad[1]))
 
@@ -547,8 +560,9 @@ def store(result: GradeResult, html: str) -> int:
 
 
 def line(case: Case) -> str:
-    """One line per case for the terminal."""
-    mark = "✓" if case.passed else ("✗" if case.severity == "error" else "!")
+    """One line per case for the terminal: mark, name, what was sent and came back; why, when it failed."""
+    mark = "✓" if case.passed else "✗"
     level = "" if case.severity == "error" else " (warning)"
-    return f"{mark} {case.name}{level} — {case.detail}"
+    why = "" if case.passed else f" — why it matters: {CASES[case.name][1]}"
+    return f"{mark} {case.name}{level} — {case.detail}{why}"
 
