@@ -213,6 +213,8 @@ def register_cli(app: Flask) -> None:
         from .serve import serve
 
         app_object = current_app._get_current_object()  # type: ignore[attr-defined]
-        app_object.config["SANDBOX_SERVE_URL"] = f"http://{host}:{port}"
-        click.echo(f"WeChat Pay simulator at http://{host}:{port}/ (API /v3/…, console /)")
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        # Kits registered from this server's console name it as their api_base.
+        app_object.config["SANDBOX_SERVE_URL"] = f"http://{shown}:{port}"
+        click.echo(f"WeChat Pay simulator at http://{shown}:{port}/ (API /v3/…, console /, control /control/…)")
         serve(app_object, host, port)
