@@ -483,7 +483,8 @@ def _first_ack(platform: Platform, txn: SandboxTransaction, acked_at):
     earliest = db.session.scalar(
         select(SandboxDelivery.at).join(SandboxNotification, SandboxNotification.id == SandboxDelivery.notification_id)
         .where(SandboxNotification.out_trade_no == txn.out_trade_no,
-               (SandboxNotification.mchid == txn.mchid) | SandboxNotification.mchid.is_(None),
+               (SandboxNotification.mchid == txn.mchid)
+               | (SandboxNotification.mchid.is_(None) & (txn.mchid == platform.merchant.mchid)),
                SandboxNotification.kind == "payment", SandboxDelivery.http_status.in_((200, 204)))
         .order_by(SandboxDelivery.at).limit(1))
     if earliest is not None and earliest - offset < acked_at:
