@@ -15,10 +15,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from markupsafe import Markup, escape
+
 from ..wechatpay import keys
 from ..wechatpay.errors import SignatureError
 from ..wechatpay.signing import parse_authorization, request_message
 from ..wechatpay.verify import MAX_SKEW_SECONDS, verify_signature
+from .merchants import all_mchids
 
 DIAGNOSES = ("body_reserialized", "missing_trailing_newline", "path_without_query", "query_reencoded",
              "timestamp_ms", "key_not_serial", "unknown")
@@ -146,8 +149,6 @@ def diagnose(platform: Any, method: str, canonical_url: str, sent_url: str | Non
 
 def _other_merchant_keys(platform: Any, mchid: str) -> Iterator[keys.PublicKey]:
     """Every other merchant certificate's key the simulator knows: a key mixed up between merchants."""
-    from .merchants import all_mchids
-
     for other in [platform.merchant.mchid, *all_mchids()]:
         if other != mchid:
             merchant = platform.merchant_for(other)
@@ -157,8 +158,6 @@ def _other_merchant_keys(platform: Any, mchid: str) -> Iterator[keys.PublicKey]:
 
 def mark_difference(text: str, other: str):
     """``text`` as HTML with each line's ``\\n`` drawn and the part that differs from ``other`` marked."""
-    from markupsafe import Markup, escape
-
     start = 0
     while start < min(len(text), len(other)) and text[start] == other[start]:
         start += 1

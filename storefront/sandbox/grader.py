@@ -23,14 +23,16 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import requests
+from flask import render_template
 from sqlalchemy import select
 
+from ..clock import utcnow
 from ..extensions import db
-from ..models import utcnow
 from ..wechatpay import keys
 from ..wechatpay.client import json_body
 from ..wechatpay.signing import sign_response
 from ..wechatpay.times import format_time
+from .merchant_models import SandboxGraderRun
 from .models import SandboxApiCall, SandboxDelivery, SandboxNotification, SandboxTransaction
 from .simulator import Platform
 
@@ -518,8 +520,6 @@ def _answer_text(answer: dict[str, Any]) -> str:
 
 def render_html(result: GradeResult) -> str:
     """The report a developer would share: passed, failed, the exact request of each failure, the fix."""
-    from flask import render_template
-
     return render_template("sandbox/grader_report.html", result=result, summary=result.summary(),
                            views=[case_view(c) for c in result.cases], generated=format_time(utcnow()))
 
@@ -551,8 +551,6 @@ def junit_xml(result: GradeResult) -> bytes:
 
 def store(result: GradeResult, html: str) -> int:
     """Keep the run for the console ("测试你自己的后端"); returns its id."""
-    from .merchant_models import SandboxGraderRun
-
     run = SandboxGraderRun(mchid=result.merchant, out_trade_no=result.out_trade_no, ok=result.ok,
                            summary=json.dumps(result.summary(), ensure_ascii=False), report_html=html)
     db.session.add(run)

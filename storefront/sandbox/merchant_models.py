@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..clock import utcnow
 from ..extensions import db
-from ..models import utcnow
 
 
 class SandboxMerchant(db.Model):

@@ -14,22 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from ..extensions import db
-from ..wechatpay import aead, keys
+from ..wechatpay import keys
+from ..wechatpay.times import format_time
 from .merchant_models import SandboxMerchant
 from .simulator import Merchant
-
-
-def load_merchant(mchid: str, public_key_id: str) -> Merchant | None:
-    """A registered merchant with its keys loaded (the platform caches it), or None."""
-    row = db.session.get(SandboxMerchant, mchid)
-    if row is None:
-        return None
-    return Merchant(
-        mchid=row.mchid, appids=(row.appid,), merchant_serial=row.merchant_serial,
-        public_key_id=public_key_id, name=row.name,
-        public_key=keys.load_public_key(row.merchant_cert.encode()), aes=aead.cipher(row.apiv3_key),
-        notify_url=row.notify_url,
-    )
 
 
 def all_mchids() -> list[str]:
@@ -88,8 +76,6 @@ def register(name: str | None = None, notify_url: str | None = None) -> NewMerch
 
 def describe(row: SandboxMerchant) -> dict:
     """A registered merchant as the control API lists it (no APIv3 key: it was handed out once)."""
-    from ..wechatpay.times import format_time
-
     return {"mchid": row.mchid, "name": row.name, "appid": row.appid, "merchant_serial": row.merchant_serial,
             "notify_url": row.notify_url, "created_at": format_time(row.created_at)}
 

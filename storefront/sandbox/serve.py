@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .views import MOUNT
+from werkzeug.serving import run_simple
+
+from .state import MOUNT
 
 PASS_THROUGH = (MOUNT + "/", "/static/")
 
@@ -38,8 +40,6 @@ def root_app(app) -> RootMount:
 
 def serve(app, host: str, port: int) -> None:
     """Serve the simulator alone until interrupted (threaded: notifications and answers overlap)."""
-    from werkzeug.serving import run_simple
-
     wrapped = app.wsgi_app
     app.wsgi_app = RootMount(wrapped)  # type: ignore[method-assign]
     try:

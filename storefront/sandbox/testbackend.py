@@ -17,12 +17,15 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..web import check_csrf
-from . import grader, kit, merchants, sandbox
+from . import grader, kit, merchants
+from .blueprints import console, control
 from .diagnosis import mark_difference
+from .http import control_error
 from .merchant_models import SandboxGraderRun, SandboxMerchant
 from .models import SandboxApiCall, SandboxTransaction
+from .serve import serve
 from .simulator import ApiFailure
-from .views import _control_error, bp
+from .state import sandbox
 
 
 def _register_merchant(name: str | None, notify_url: str | None) -> tuple[merchants.NewMerchant, dict[str, bytes]]:
@@ -42,12 +45,12 @@ def _valid_notify_url(value: object) -> bool:
 # -- control API ----------------------------------------------------------------------------------
 
 
-@bp.post("/control/merchants")
+@control.post("/control/merchants")
 def control_register_merchant():
     """Register a merchant: ``{"name"?, "notify_url"?}`` → the kit's fields and PEM files (once)."""
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict) or not _valid_notify_url(data.get("notify_url")):
-        return _control_error(400, "PARAM_ERROR", "notify_url 须为不带参数的 http(s) 地址")
+        return control_error(400, "PARAM_ERROR", "notify_url 须为不带参数的 http(s) 地址")
     merchant, files = _register_merchant(data.get("name") if isinstance(data.get("name"), str) else None,
                                          data.get("notify_url"))
     return {**json.loads(files["merchant.json"]), "name": merchant.name,
@@ -56,7 +59,7 @@ def control_register_merchant():
             "pub_key_pem": files["pub_key.pem"].decode()}, 201
 
 
-@bp.get("/control/merchants")
+@control.get("/control/merchants")
 def control_merchants():
     platform = sandbox().platform
     demo = platform.merchant
@@ -67,32 +70,32 @@ def control_merchants():
     ]}
 
 
-@bp.post("/control/grade")
+@control.post("/control/grade")
 def control_grade():
     """Run the grader: ``{"out_trade_no", "mchid"?, "notify_url"?, "wait_seconds"?}`` → the --json document."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("out_trade_no"), str):
-        return _control_error(400, "PARAM_ERROR", "需要 JSON 对象 {\"out_trade_no\"}")
+        return control_error(400, "PARAM_ERROR", "需要 JSON 对象 {\"out_trade_no\"}")
     if not _valid_notify_url(data.get("notify_url")):
-        return _control_error(400, "PARAM_ERROR", "notify_url 须为 http(s) 地址")
+        return control_error(400, "PARAM_ERROR", "notify_url 须为 http(s) 地址")
     wait = data.get("wait_seconds", 0)
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 120:
-        return _control_error(400, "PARAM_ERROR", "wait_seconds 须为 0 到 120 的数")
+        return control_error(400, "PARAM_ERROR", "wait_seconds 须为 0 到 120 的数")
     try:
         result = grader.grade(sandbox().platform, data["out_trade_no"], data.get("notify_url"),
                               data.get("mchid"), wait_seconds=float(wait))
     except grader.GradeError as exc:
-        return _control_error(409, "CANNOT_GRADE", str(exc))
+        return control_error(409, "CANNOT_GRADE", str(exc))
     except ApiFailure as exc:
-        return _control_error(exc.status, exc.code, exc.message)
+        return control_error(exc.status, exc.code, exc.message)
     run_id = grader.store(result, grader.render_html(result))
-    return {**result.summary(), "ok": result.ok, "report_url": url_for("sandbox.grader_report", run_id=run_id)}
+    return {**result.summary(), "ok": result.ok, "report_url": url_for("sandbox.console.grader_report", run_id=run_id)}
 
 
 # -- the console page ------------------------------------------------------------------------------
 
 
-@bp.get("/backends")
+@console.get("/backends")
 def test_backend():
     """The page: merchants, the chosen one's orders and calls, its grader runs."""
     platform = sandbox().platform
@@ -114,14 +117,14 @@ def test_backend():
                            summaries={run.id: json.loads(run.summary) for run in runs})
 
 
-@bp.post("/backends/register")
+@console.post("/backends/register")
 def console_register_merchant():
     """Register a merchant and download its kit as a zip (the private key exists only in it)."""
     check_csrf()
     notify_url = request.form.get("notify_url") or None
     if not _valid_notify_url(notify_url):
         flash("notify_url 须为不带参数的 http(s) 地址")
-        return redirect(url_for("sandbox.test_backend"), code=303)
+        return redirect(url_for("sandbox.console.test_backend"), code=303)
     merchant, files = _register_merchant(request.form.get("name") or None, notify_url)
     folder = f"wechatpay-sandbox-{merchant.mchid}"
     return Response(kit.zip_kit(files, folder), 200, {
@@ -129,7 +132,7 @@ def console_register_merchant():
         "Cache-Control": "no-store"})
 
 
-@bp.post("/backends/grade")
+@console.post("/backends/grade")
 def console_grade():
     check_csrf()
     out_trade_no, mchid = request.form.get("out_trade_no", ""), request.form.get("mchid") or None
@@ -138,12 +141,12 @@ def console_grade():
                               wait_seconds=0)
     except (grader.GradeError, ApiFailure) as exc:
         flash(f"无法检查：{exc}")
-        return redirect(url_for("sandbox.test_backend", mchid=mchid), code=303)
+        return redirect(url_for("sandbox.console.test_backend", mchid=mchid), code=303)
     run_id = grader.store(result, grader.render_html(result))
-    return redirect(url_for("sandbox.grader_report", run_id=run_id), code=303)
+    return redirect(url_for("sandbox.console.grader_report", run_id=run_id), code=303)
 
 
-@bp.get("/backends/reports/<int:run_id>")
+@console.get("/backends/reports/<int:run_id>")
 def grader_report(run_id: int):
     run = db.session.get(SandboxGraderRun, run_id) or abort(404)
     return Response(run.report_html, 200, {"Content-Type": "text/html; charset=utf-8"})
@@ -210,8 +213,6 @@ def register_cli(app: Flask) -> None:
     @click.option("--host", default="127.0.0.1", show_default=True)
     def sandbox_serve(port: int, host: str) -> None:
         """Serve the simulator alone, its API at the root (/v3/…), for backends that cannot add a prefix."""
-        from .serve import serve
-
         app_object = current_app._get_current_object()  # type: ignore[attr-defined]
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         # Kits registered from this server's console name it as their api_base.
