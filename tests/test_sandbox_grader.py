@@ -9,6 +9,7 @@ and notifies it, and ``flask sandbox-grade`` grades what it answers.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from xml.etree import ElementTree
 
@@ -30,9 +31,8 @@ ALL_CASES = (*FORGERIES, "refusal_format", "genuine_notification", *IDEMPOTENCY,
 class RootServer(LiveServer):
     """The app with the simulator at the root: what ``flask --app wsgi sandbox-serve`` serves."""
 
-    def __init__(self, app) -> None:  # noqa: super().__init__ would serve the app as mounted
-        import threading
-
+    def __init__(self, app) -> None:
+        # Not super().__init__: that would serve the app as mounted.
         self.app = app
         self._server = make_server("127.0.0.1", 0, root_app(app), threaded=True)
         self.port = self._server.server_port
@@ -254,3 +254,20 @@ def test_the_shop_itself_passes_the_grader(live_server, shopper):
     assert result.exit_code == 0, result.output
     assert result.output.count("✓") == len(ALL_CASES) and "✗" not in result.output
     assert shopper.order(order["order_no"])["status"] == "paid"
+
+
+def test_control_grade_answers_the_json_document_and_a_report(shop, new_kit, backends):
+    kit = new_kit()
+    backend = backends(kit, kit["api_base_mounted"], "fail_duplicates")
+    out_trade_no = backend.order()
+    answer = requests.post(shop.url + "/sandbox/control/grade", json={"out_trade_no": out_trade_no}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert data["ok"] is False and data["merchant"] == kit["mchid"] and data["total"] == len(ALL_CASES)
+    report = requests.get(shop.url + data["report_url"], timeout=10)
+    assert report.status_code == 200 and "duplicate_notification" in report.text
+    missing = requests.post(shop.url + "/sandbox/control/grade", json={"out_trade_no": "NOSUCHORDER9"}, timeout=10)
+    assert missing.status_code == 409 and missing.json()["code"] == "CANNOT_GRADE"
+    bad = requests.post(shop.url + "/sandbox/control/grade", json={"out_trade_no": out_trade_no,
+                                                                   "wait_seconds": 999}, timeout=10)
+    assert bad.status_code == 400
