@@ -11,11 +11,11 @@ import time
 
 import pytest
 import requests
+from test_browser_flow import new_context, shoot
 
 from conftest import module_server
 from merchant_backends import Backend
 from storefront.wechatpay import keys, signing
-from test_browser_flow import new_context, shoot
 
 pytestmark = pytest.mark.browser
 

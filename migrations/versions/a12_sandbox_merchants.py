@@ -1,7 +1,7 @@
 """simulator: registered merchants, grader runs, call-log diagnosis, notification merchant
 
-Revision ID: 0002_sandbox_merchants
-Revises: 0001
+Revision ID: a12_sandbox_merchants
+Revises: a10_reconciliation
 Create Date: 2026-11-30 18:30:00
 
 """
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_sandbox_merchants'
-down_revision = '0001'
+revision = 'a12_sandbox_merchants'
+down_revision = 'a10_reconciliation'
 branch_labels = None
 depends_on = None
 
