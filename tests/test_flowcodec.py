@@ -189,7 +189,7 @@ def test_the_migration_converts_existing_records_both_ways(app):
                                 'serial_no="A"', "Host": "api.mch.weixin.qq.com", "Content-Type": "application/json"}
     body = '{"out_trade_no":"SF1P01"}'
     with app.app_context():
-        downgrade(revision="a10_reconciliation")
+        downgrade(revision="a12_sandbox_merchants")
         with db.engine.begin() as connection:
             connection.execute(text(
                 "INSERT INTO protocol_messages (at, direction, kind, title, origin, method, url, status, "
@@ -208,7 +208,7 @@ def test_the_migration_converts_existing_records_both_ways(app):
         assert flowlog.shown_request_headers(message)["Authorization"].endswith('signature="S1",timestamp="7",'
                                                                                 'serial_no="A"')
         db.session.rollback()
-        downgrade(revision="a10_reconciliation")
+        downgrade(revision="a12_sandbox_merchants")
         with db.engine.connect() as connection:
             row = connection.execute(text("SELECT request_body, signed_message, origin, url, request_headers "
                                           "FROM protocol_messages")).one()

@@ -1,7 +1,7 @@
 """compact flow record: one payload per protocol message, signed strings rebuilt, no out_trade_no index
 
 Revision ID: a11_compact_flow
-Revises: a10_reconciliation
+Revises: a12_sandbox_merchants
 Create Date: 2026-11-30 18:40:00
 
 Ten columns of ``protocol_messages`` become one ``payload`` (services/flowcodec.py): the URL,
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 
 revision = 'a11_compact_flow'
-down_revision = 'a10_reconciliation'
+down_revision = 'a12_sandbox_merchants'
 branch_labels = None
 depends_on = None
 
