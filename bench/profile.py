@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="notifications per round (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds, alternating all/off (default %(default)s)")
     parser.add_argument("--top", type=int, default=25, help="functions listed (default %(default)s)")
+    parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime", "ncalls"),
+                        help="order of the function list (default %(default)s)")
     args = parser.parse_args(argv)
     n = args.requests
     with Environment(client_mode="inline") as env:
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         cumulative = sum(v[3] for k, v in stats.stats.items() if k[0].endswith(path) and k[2] == name)
         print(f"  {cumulative / max(whole, 1e-9):6.1%}  {label}")
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
+    pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
     print("\n" + out.getvalue())
     return 0
 

@@ -162,6 +162,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         endpoints.register(app, endpoints.build(app.config))
     errors.register(app)
     commands.register(app)
+    # Last: it wraps whichever session interface the app ended up with (pages keep theirs).
+    web.install_machine_sessions(app)
     if app.config["AUTO_INIT"]:
         bootstrap.initialise(app)
     if app.config["SCHEDULER_INTERVAL_SECONDS"]:

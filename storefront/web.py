@@ -6,11 +6,68 @@ import hmac
 import secrets
 from datetime import datetime, timezone
 
-from flask import Flask, abort, has_request_context, request, session
+from flask import Flask, Request, Response, abort, has_request_context, request, session
+from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from .i18n import _
 from .services import scenes
 from .wechatpay.times import BEIJING
+
+
+# Paths called by machines, not browsers: WeChat Pay's notifications. No cookie, no page, no
+# shopper: the per-request work meant for browsers (the cookie session, and whatever later
+# hooks add for pages: locale, security headers, session refresh) has no purpose there and
+# costs a notification its speed (docs/benchmark: ``python -m bench.profile``). Every such hook
+# asks ``is_machine_endpoint()``, the one place that says which requests these are.
+# (The simulator's own API under /sandbox is another app's concern; it is not listed here.)
+MACHINE_PATH_PREFIXES = ("/notify/",)
+
+
+def is_machine_path(path: str) -> bool:
+    """Whether ``path`` is a machine-to-machine endpoint (see ``MACHINE_PATH_PREFIXES``)."""
+    return path.startswith(MACHINE_PATH_PREFIXES)
+
+
+def is_machine_endpoint() -> bool:
+    """Whether the current request is machine-to-machine: hooks meant for browsers skip it.
+
+    Decided by the path, so it holds before URL matching too (sessions open before it).
+    """
+    return has_request_context() and is_machine_path(request.path)
+
+
+class MachineAwareSessions(SessionInterface):
+    """The app's session interface, except that machine endpoints get a null session.
+
+    Wraps whatever interface the app has (the cookie session, or a server-side one), so the
+    pages keep theirs. A null session reads as empty, refuses writes, and is never saved: no
+    signing serializer built, no cookie parsed or set, no session row touched.
+    """
+
+    def __init__(self, inner: SessionInterface) -> None:
+        self.inner = inner
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:  # type: ignore[override]
+        if is_machine_path(request.path):
+            return self.make_null_session(app)
+        return self.inner.open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:  # type: ignore[override]
+        if isinstance(session, NullSession):
+            return
+        self.inner.save_session(app, session, response)
+
+    def is_null_session(self, obj: object) -> bool:
+        return isinstance(obj, NullSession) or self.inner.is_null_session(obj)
+
+    def __getattr__(self, name: str):  # the wrapped interface's own settings and helpers
+        return getattr(self.inner, name)
+
+
+def install_machine_sessions(app: Flask) -> None:
+    """Wrap the app's session interface (call last in the factory: after any other replaces it)."""
+    if not isinstance(app.session_interface, MachineAwareSessions):
+        app.session_interface = MachineAwareSessions(app.session_interface)
 
 
 def shopper_id(create: bool = False) -> str | None:

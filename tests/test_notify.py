@@ -209,6 +209,27 @@ def test_baseline_notification_is_accepted(server, wechatpay, pending):
     assert order_row(server.app, pending["order_no"]).status == "paid"
 
 
+def test_notification_opens_no_session_and_sets_no_cookie(server, wechatpay, pending):
+    """WeChat Pay is no browser: a notification (even one carrying a shop cookie) gets no session
+    cookie back, and is applied; the pages keep their cookie session."""
+    page = requests.get(f"{server.url}/", timeout=20)
+    cookie = page.cookies.get(server.app.config.get("SESSION_COOKIE_NAME", "session"))
+    body = wechatpay.body(wechatpay.resource(pending["out_trade_no"], pending["amount_total"]))
+    headers = {**wechatpay.headers(body), **({"Cookie": f"session={cookie}"} if cookie else {})}
+    answer = post_notification(server.url, body, headers)
+    assert answer.status_code == 204, answer.text
+    assert "Set-Cookie" not in answer.headers
+    assert order_row(server.app, pending["order_no"]).status == "paid"
+    with server.app.test_request_context("/notify/wechatpay", method="POST"):
+        from storefront.web import is_machine_endpoint
+
+        assert is_machine_endpoint()
+    with server.app.test_request_context("/orders/X"):
+        from storefront.web import is_machine_endpoint
+
+        assert not is_machine_endpoint()
+
+
 @pytest.mark.parametrize("alteration", list(REFUSALS))
 def test_refused_notification_changes_nothing(server, wechatpay, pending, caplog, alteration):
     """One thing altered: a 4xx FAIL answer, the order still pending, a rejected record, a warning."""

@@ -35,7 +35,7 @@ from ..i18n import _
 from ..models import Payment, ProtocolMessage, utcnow
 from ..wechatpay import DecryptError, Notification, WeChatPayError, aead
 from ..wechatpay.client import Exchange
-from . import flowcodec
+from . import flowcodec, rawsql
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,10 @@ def _failed(values: Mapping[str, Any]) -> bool:
     return status is None or status >= 300 or values.get("verification") == "failed" or bool(values.get("error"))
 
 
+_ADD_MESSAGE_RAW = rawsql.Prepared(insert(ProtocolMessage.__table__),
+                                   [c.key for c in ProtocolMessage.__table__.c if c.key != "id"])
+
+
 @dataclass(frozen=True)
 class Link:
     order_id: int | None
@@ -197,15 +201,21 @@ class Recorder:
         except Exception:  # the record is a teaching aid: it must never fail a payment
             log.warning("flow record not written (%s)", values.get("kind"), exc_info=True)
 
-    def add(self, values: dict[str, Any]) -> None:
+    def add(self, values: dict[str, Any], connection: Connection | None = None) -> None:
         """Add one message to the session's transaction (begun here if need be): it commits, or
-        rolls back, with the caller's own work. One lock and one commit for both. Never raises."""
+        rolls back, with the caller's own work. One lock and one commit for both. Never raises.
+
+        ``connection``: the session's connection, already in that transaction; the message is
+        then inserted on its driver cursor (``rawsql``), the notification path's own way."""
         if not self.keeps(_failed(values), values.get("out_trade_no") or str(values.get("order_id") or "")):
             return
         try:
             values = self._bounded(values)
             # Begin now (if need be): the link's read and the insert run in this transaction.
-            self._write(values, db.session.connection())
+            if connection is not None:
+                self._write(values, connection, raw=True)
+            else:
+                self._write(values, db.session.connection())
         except Exception:  # the record is a teaching aid: it must never fail a payment
             log.warning("flow record not added (%s)", values.get("kind"), exc_info=True)
 
@@ -271,7 +281,7 @@ class Recorder:
         if serial is not None and out.get("verify_serial") == serial:
             out["verify_serial"] = None  # ProtocolMessage.verified_serial reads the header
 
-    def _write(self, values: dict[str, Any], connection: Connection | None = None) -> None:
+    def _write(self, values: dict[str, Any], connection: Connection | None = None, raw: bool = False) -> None:
         """Insert one bounded message: on ``connection`` if given, else as ``_link`` decides."""
         out_refund_no = values.pop("out_refund_no", None)
         if values.get("order_id") is None and values.get("out_trade_no"):
@@ -282,7 +292,9 @@ class Recorder:
             values.update(order_id=link.order_id, payment_id=link.payment_id)
         # One constant statement, the values as parameters: compiled once, not at every message.
         statement = insert(ProtocolMessage.__table__)
-        if connection is not None:
+        if connection is not None and raw:
+            _ADD_MESSAGE_RAW.execute(connection, values).close()
+        elif connection is not None:
             connection.execute(statement, values)
         elif db.session().in_transaction():
             # The caller holds a transaction (and on SQLite the write lock): a second
@@ -703,7 +715,7 @@ def decrypted_resource(message: ProtocolMessage) -> str:
     return shown
 
 
-def add_notification(trace: NotificationTrace, result: Any) -> None:
+def add_notification(trace: NotificationTrace, result: Any, connection: Connection | None = None) -> None:
     """Add a notification's record to the open transaction: it commits with the handler's work.
 
     Never raises: the record is a teaching aid, the payment comes first.
@@ -712,7 +724,7 @@ def add_notification(trace: NotificationTrace, result: Any) -> None:
         rec = current_app.extensions.get("flowlog")
         # Decided before the record is built: with FLOW_RECORD=off it costs nothing.
         if rec is not None and rec.keeps(result.status >= 300, trace.out_trade_no):
-            rec.add(trace.values(result))
+            rec.add(trace.values(result), connection)
     except Exception:
         log.warning("flow record of a notification failed", exc_info=True)
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Integer, bindparam, exists, func, insert, select, update
+from sqlalchemy import Integer, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -32,6 +32,7 @@ from ..models import (
     utcnow,
 )
 from ..wechatpay.times import BEIJING
+from . import rawsql
 
 MAX_QUANTITY = 10
 
@@ -269,9 +270,13 @@ def apply_payment(
     # The common case is one statement: the open attempt, with this very amount, becomes paid.
     # Core statements run on the session's connection (same transaction), past the ORM layer.
     connection = db.session.connection()
-    row = connection.execute(_PAY_OPEN_ATTEMPT, {
+    # On the driver's cursor (``rawsql``): the statement compiled once, no result object.
+    cursor = _PAY_OPEN_ATTEMPT_RAW.execute(connection, {
         "out_trade_no_": out_trade_no, "amount_": amount_total, "transaction_id_": transaction_id,
-        "paid_at_": paid_at, "payer_total_": payer_total}).first()
+        "paid_at_": paid_at, "payer_total_": payer_total})
+    rows = cursor.fetchall()  # all: SQLite finishes an UPDATE … RETURNING only once it is read out
+    cursor.close()
+    row = rows[0] if rows else None
     late = False
     if row is not None:
         payment_id, order_id = row
@@ -299,12 +304,16 @@ def apply_payment(
         on_applied(order_id, payment_id)
     ref = wechat_ref or transaction_id
     # pending → paid (TRANSITIONS), as ``transition`` would, with a statement built once.
-    if connection.execute(_PAY_PENDING_ORDER, {"order_id_": order_id, "paid_at_": paid_at,
-                                               "review_": late}).rowcount == 1:
+    cursor = _PAY_PENDING_ORDER_RAW.execute(connection, {"order_id_": order_id, "paid_at_": paid_at,
+                                                         "review_": late})
+    moved = cursor.rowcount == 1
+    cursor.close()
+    if moved:
         note = _("微信支付确认收款") if not late else _("已关闭的支付尝试被支付，已标记复核")
-        connection.execute(_ADD_EVENT, {
-            "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": OrderStatus.PENDING,
-            "to_status": OrderStatus.PAID, "cause": cause, "note": str(note)[:200], "wechat_ref": ref})
+        _ADD_EVENT_RAW.execute(connection, {
+            "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": str(OrderStatus.PENDING),
+            "to_status": str(OrderStatus.PAID), "cause": cause, "note": str(note)[:200],
+            "wechat_ref": ref}).close()
         outcome = PaymentOutcome.LATE if late else PaymentOutcome.APPLIED
     elif transition(order_id, OrderStatus.CLOSED, OrderStatus.PAID, paid_at=paid_at, needs_review=True):
         record_event(order_id, payment_id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
@@ -326,7 +335,8 @@ _PAYMENTS, _ORDERS = Payment.__table__, Order.__table__
 _PAY_OPEN_ATTEMPT = (
     update(_PAYMENTS)
     .where(_PAYMENTS.c.out_trade_no == bindparam("out_trade_no_"), _PAYMENTS.c.amount_total == bindparam("amount_"),
-           _PAYMENTS.c.status.in_([str(s) for s in OPEN_PAYMENT_STATUSES]))
+           # OR-ed, not IN: an IN list would be expanded at every execution (``rawsql``).
+           or_(*(_PAYMENTS.c.status == str(s) for s in OPEN_PAYMENT_STATUSES)))
     .values(status=str(PaymentStatus.PAID), transaction_id=bindparam("transaction_id_"), paid_at=bindparam("paid_at_"),
             # What the payer paid (a coupon may have paid part); left as it is when not reported.
             payer_total=func.coalesce(bindparam("payer_total_", type_=Integer), _PAYMENTS.c.payer_total))
@@ -339,6 +349,11 @@ _PAY_PENDING_ORDER = (
     .values(status=str(OrderStatus.PAID), paid_at=bindparam("paid_at_"), needs_review=bindparam("review_"))
 )
 _ADD_EVENT = insert(OrderEvent.__table__)
+_PAY_OPEN_ATTEMPT_RAW = rawsql.Prepared(
+    _PAY_OPEN_ATTEMPT, ("out_trade_no_", "amount_", "transaction_id_", "paid_at_", "payer_total_"))
+_PAY_PENDING_ORDER_RAW = rawsql.Prepared(_PAY_PENDING_ORDER, ("order_id_", "paid_at_", "review_"))
+_ADD_EVENT_RAW = rawsql.Prepared(_ADD_EVENT, ("order_id", "payment_id", "at", "from_status", "to_status", "cause",
+                                              "note", "wechat_ref"))
 
 
 def close_payment(payment_id: int, cause: str, note: str = "") -> bool:
