@@ -13,7 +13,6 @@ from .i18n import _
 from .services import scenes
 from .wechatpay.times import BEIJING
 
-
 # Paths called by machines, not browsers: WeChat Pay's notifications. No cookie, no page, no
 # shopper: the per-request work meant for browsers (the cookie session, and whatever later
 # hooks add for pages: locale, security headers, session refresh) has no purpose there and

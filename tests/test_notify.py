@@ -230,6 +230,28 @@ def test_notification_opens_no_session_and_sets_no_cookie(server, wechatpay, pen
         assert not is_machine_endpoint()
 
 
+def test_flow_record_of_a_repeat_says_duplicate_not_what_was_expected(server, wechatpay, pending):
+    """The record built ahead of the write lock (for "applied") is used only when the answer is
+    that: a repeat's record says "duplicate", each linked to its order, each with every check."""
+    body = wechatpay.body(wechatpay.resource(pending["out_trade_no"], pending["amount_total"]))
+    for _ in range(2):
+        assert post_notification(server.url, body, wechatpay.headers(body)).status_code == 204
+    order_id = order_row(server.app, pending["order_no"]).id
+    with server.app.app_context():
+        from storefront.models import ProtocolMessage
+
+        rows = db.session.scalars(select(ProtocolMessage).where(
+            ProtocolMessage.out_trade_no == pending["out_trade_no"], ProtocolMessage.direction == "in")
+            .order_by(ProtocolMessage.id)).all()
+        outcomes = [next(c["detail"] for c in row.checks if c["name"] == "outcome") for row in rows]
+        assert outcomes == ["HTTP 204 applied", "HTTP 204 duplicate"]
+        assert [row.order_id for row in rows] == [order_id, order_id]
+        for row in rows:
+            assert all(c["ok"] for c in row.checks), row.checks
+            amount = next(c for c in row.checks if c["name"] == "amount")
+            assert amount["detail"] == f"{pending['amount_total']} / {pending['amount_total']}"
+
+
 @pytest.mark.parametrize("alteration", list(REFUSALS))
 def test_refused_notification_changes_nothing(server, wechatpay, pending, caplog, alteration):
     """One thing altered: a 4xx FAIL answer, the order still pending, a rejected record, a warning."""

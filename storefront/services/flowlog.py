@@ -219,6 +219,17 @@ class Recorder:
         except Exception:  # the record is a teaching aid: it must never fail a payment
             log.warning("flow record not added (%s)", values.get("kind"), exc_info=True)
 
+    def add_bounded(self, row: dict[str, Any], connection: Connection) -> None:
+        """``add`` for a row ``bounded`` already built, on the open transaction's ``connection``."""
+        try:
+            self._write(row, connection, raw=True)
+        except Exception:  # the record is a teaching aid: it must never fail a payment
+            log.warning("flow record not added (%s)", row.get("kind"), exc_info=True)
+
+    def bounded(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The row ``add`` would insert for ``values`` (redacted, bounded, packed)."""
+        return self._bounded(values)
+
     def _bounded(self, values: dict[str, Any]) -> dict[str, Any]:
         """The row to insert: columns redacted and bounded; headers that matter, bodies and
         checks redacted, bounded and packed into one ``payload`` (``flowcodec``)."""
@@ -548,6 +559,15 @@ class Checks:
         return sorted(items, key=lambda item: self.order.index(item["name"]))
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """An answer as ``NotifyResult`` has it (flowlog does not import the pipeline)."""
+
+    status: int
+    outcome: str
+    reason: str
+
+
 class NotificationTrace:
     """What handling one notification established, check by check: its flow record's source.
 
@@ -569,6 +589,41 @@ class NotificationTrace:
         self.verification = "failed"
         self.out_trade_no: str | None = None
         self.link: Link | None = None  # the order and attempt, when the handler already knows them
+        # The record built ahead for the answer the handler expects (``prepare``): (status,
+        # outcome, reason, checks it assumed, the row). Used only if the handler answers exactly that.
+        self.prepared: tuple[int, str, str, list[dict[str, Any]], dict[str, Any]] | None = None
+
+    def prepare(self, status: int, outcome: str, checks: list[tuple[str, bool, str]]) -> None:
+        """Build the record now, for the answer the handler expects (``checks``: those it will
+        add on the way), before the transaction takes the database's write lock (SQLite: the
+        lock every other writer waits for). ``add_notification`` uses it only if the handler's
+        answer and checks come out exactly as assumed; otherwise it builds the record anew."""
+        rec = current_app.extensions.get("flowlog")
+        if rec is None or not rec.keeps(status >= 300, self.out_trade_no):
+            return
+        before = list(self.checks.items)
+        try:
+            for name, ok, detail in checks:
+                self.checks.add(name, ok, detail)
+            assumed = list(self.checks.items)
+            row = rec.bounded(self.values(_Answer(status, outcome, "")))
+            self.prepared = (status, outcome, "", assumed, row)
+        except Exception:  # the record never fails a notification: built later, the usual way
+            log.warning("flow record not prepared", exc_info=True)
+        finally:
+            self.checks.items, self.checks.failed = before, any(not c["ok"] for c in before)
+
+    def take_prepared(self, result: Any) -> dict[str, Any] | None:
+        """The prepared row if ``result`` and the checks are what ``prepare`` assumed, linked."""
+        prepared, self.prepared = self.prepared, None
+        if prepared is None or self.link is None:
+            return None
+        status, outcome, reason, assumed, row = prepared
+        if (result.status, result.outcome, result.reason) != (status, outcome, reason) or self.checks.items != assumed:
+            return None
+        row.update(order_id=self.link.order_id, payment_id=self.link.payment_id,
+                   elapsed_ms=round((utcnow() - self.received_at).total_seconds() * 1000))
+        return row
 
     def linked(self, order_id: int, payment_id: int) -> None:
         """The order and attempt the notification is about, as the handler found them."""
@@ -604,6 +659,7 @@ class NotificationTrace:
         """The record's columns, with what the shop answered (``result``: a ``NotifyResult``)."""
         self.checks.add("outcome", result.status < 300, f"HTTP {result.status} {result.outcome} {result.reason}".strip())
         text = self.body.decode("utf-8", "replace")
+        kept = flowcodec.kept_headers(self.headers)  # the rest would be dropped anyway
         values = {
             "out_trade_no": self.out_trade_no,
             "at": self.received_at,
@@ -614,13 +670,13 @@ class NotificationTrace:
             "method": "POST",
             "url": self.url,
             "status": result.status,
-            "request_headers": flowcodec.kept_headers(self.headers),  # the rest would be dropped anyway
+            "request_headers": kept,
             "request_body": text,
             "response_headers": {},
             "response_body": "" if result.status < 300 else json.dumps(
                 {"code": "FAIL", "message": (result.reason or "FAIL")[:64]}, ensure_ascii=False),
             "verification": self.verification,
-            "verify_serial": next((v for k, v in self.headers.items() if k.lower() == "wechatpay-serial"), None),
+            "verify_serial": next((v for k, v in kept.items() if k.lower() == "wechatpay-serial"), None),
             "checks": self.checks.finish(),
             "error": "" if result.status < 300 else (result.reason or "")[:300],
             "elapsed_ms": round((utcnow() - self.received_at).total_seconds() * 1000),
@@ -724,7 +780,11 @@ def add_notification(trace: NotificationTrace, result: Any, connection: Connecti
         rec = current_app.extensions.get("flowlog")
         # Decided before the record is built: with FLOW_RECORD=off it costs nothing.
         if rec is not None and rec.keeps(result.status >= 300, trace.out_trade_no):
-            rec.add(trace.values(result), connection)
+            row = trace.take_prepared(result) if connection is not None else None
+            if row is not None:
+                rec.add_bounded(row, connection)  # built before the lock (``NotificationTrace.prepare``)
+            else:
+                rec.add(trace.values(result), connection)
     except Exception:
         log.warning("flow record of a notification failed", exc_info=True)
 

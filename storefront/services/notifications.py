@@ -90,6 +90,12 @@ def receive(kind: EventKind, headers: Mapping[str, str], body: bytes, received_a
         if not kind.accepts(event.event_type):
             return record(received, NotifyResult(204, "ignored", f"event {event.event_type}"))
         kind.check(received)
+        expected = getattr(kind, "expected", None)
+        if expected is not None:
+            # The flow record of the answer this will most likely get, built before ``apply``
+            # takes the write lock: the lock is then held for the statements and the commit only.
+            outcome_expected, checks = expected(received)
+            trace.prepare(204, outcome_expected, checks)
         outcome = kind.apply(received)
     except Rejected as exc:
         return record(received, NotifyResult(exc.status, "rejected", exc.reason), trace=trace)

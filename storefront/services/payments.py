@@ -128,6 +128,13 @@ class PaymentNotifications:
                            f"{transaction.trade_state} {transaction.transaction_id or ''}".strip()):
             raise notifications.reject(400, f"trade_state {transaction.trade_state}")
 
+    def expected(self, received: notifications.Received) -> tuple[str, list[tuple[str, bool, str]]]:
+        """What ``apply`` most often ends with: applied, the amount check passed (as it notes it)."""
+        transaction = received.state["transaction"]
+        assert isinstance(transaction, Transaction)
+        amount = f"{transaction.amount_total} / {transaction.amount_total}"
+        return str(PaymentOutcome.APPLIED), [("amount", True, amount)]
+
     def apply(self, received: notifications.Received) -> str:
         transaction = received.state["transaction"]
         assert isinstance(transaction, Transaction)
