@@ -42,4 +42,6 @@ def _sqlite_begin_immediate(connection) -> None:
     # if another writer committed in between; taking the write lock up front makes
     # concurrent read-then-update transitions queue instead. PostgreSQL needs none of this.
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # On the driver connection itself: every transaction runs this, and SQLAlchemy's
+        # statement machinery (an execution context, events, a result) would add nothing to it.
+        connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
