@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import shutil
 import tempfile
 import threading
@@ -152,6 +153,8 @@ class Environment:
             "SANDBOX_NOTIFIER": False,  # the bench posts notifications itself; no background sender
             "AUTO_INIT": False,
             "SCHEDULER_INTERVAL_SECONDS": 0,  # no background jobs competing with the measurement
+            # make bench sets RATELIMIT_ENABLED=0: a load generator is one client far past any limit.
+            "RATELIMIT_ENABLED": os.environ.get("RATELIMIT_ENABLED", "0").strip().lower() in ("1", "true", "yes", "on"),
         }
         if self.database_url:
             settings["SQLALCHEMY_DATABASE_URI"] = self.database_url

@@ -83,6 +83,11 @@ def initialise(app: Flask) -> None:
         with app.app_context():
             create_schema(app)
             seed_catalog()
+        from . import filemodes
+
+        # Every init: instance/ 0700, keys, secrets and the SQLite databases 0600.
+        filemodes.tighten(instance, filemodes.sqlite_files(
+            [app.config.get("SQLALCHEMY_DATABASE_URI"), app.config.get("SANDBOX_DATABASE_URL")], instance))
 
 
 def create_schema(app: Flask) -> None:

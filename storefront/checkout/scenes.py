@@ -15,8 +15,9 @@ from ..web import shopper_id
 from .views import bp
 
 def chosen_method() -> str:
-    """``?method=`` when it names a page scene, else what the User-Agent says (reference §12.3)."""
-    override = request.args.get("method", "")
+    """``?method=`` (or the start form's ``method``) when it names a page scene, else what the
+    User-Agent says (reference §12.3)."""
+    override = request.args.get("method", "") or request.form.get("method", "")
     if override in scenes.PAGE_METHODS:
         return override
     return scenes.detect_method(request.user_agent.string)
@@ -33,33 +34,54 @@ def _urls(order: Order) -> dict[str, object]:
 def _paid_or_raise(exc: ShopError, order: Order):
     # A close that answered ORDERPAID: the payer was faster. Show the paid order, never charge twice.
     if exc.code in ("ORDERPAID", "ORDER_CLOSED"):
-        return redirect(url_for("checkout.order", order_no=order.order_no))
+        return redirect(url_for("checkout.order", order_no=order.order_no), code=303)
     raise exc
 
 
-def pay(order: Order, method: str):
-    """The checkout page of one scene (``checkout.pay`` dispatches here for everything but Native)."""
+def start_page(order: Order, method: str):
+    """No payable attempt of this scene yet: a POST form starts one (GET never changes state)."""
+    return render_template("checkout/pay_start.html", order=order, method=method,
+                           payment={"amount_total": order.amount_total},  # the pay card shows the amount
+                           start_url=url_for("checkout.pay_start", order_no=order.order_no, method=method),
+                           **_urls(order))
+
+
+def show(order: Order, method: str):
+    """GET: the scene's page for its still-payable attempt, else the start form. Changes nothing."""
     if method == "miniprogram":
         return render_template("checkout/pay_miniprogram.html", order=order, method=method, **_urls(order))
-    try:
-        if method == "h5":
-            payment = scenes.pay_h5(order, request.remote_addr or "")
-            return render_template(
-                "checkout/pay_h5.html", order=order, payment=payment, method=method,
-                go_url=url_for("checkout.h5_go", order_no=order.order_no),
-                link_expires_at=scenes.h5_url_expires_at(payment), **_urls(order),
-            )
-        appid = gateway.gateway().credentials.appid
-        openid = identity.session_openid(appid)
-        if not openid:
-            # snsapi_base: WeChat answers with a code at once, the payer sees nothing.
-            callback = gateway.shop_base_url() + url_for("oauth.callback")
-            here = url_for("checkout.pay", order_no=order.order_no, method="jsapi")
-            return redirect(identity.start_authorization(callback, here), code=302)
-        payment = scenes.pay_jsapi(order, "jsapi", openid)
-        params = scenes.pay_params(payment)
-    except ShopError as exc:
-        return _paid_or_raise(exc, order)
+    if method == "h5":
+        payment = orders.reusable_payment(order, "h5")
+        if payment is None or payment.payer_client_ip != (request.remote_addr or ""):
+            return start_page(order, method)
+        return _render_h5(order, payment)
+    appid = gateway.gateway().credentials.appid
+    openid = identity.session_openid(appid)
+    if not openid:
+        return _authorize(order)
+    payment = orders.reusable_payment(order, "jsapi")
+    if payment is None or payment.openid != openid or payment.appid != appid or not payment.prepay_id:
+        return start_page(order, method)
+    return _render_jsapi(order, payment, method)
+
+
+def _authorize(order: Order):
+    # snsapi_base: WeChat answers with a code at once, the payer sees nothing.
+    callback = gateway.shop_base_url() + url_for("oauth.callback")
+    here = url_for("checkout.pay", order_no=order.order_no, method="jsapi")
+    return redirect(identity.start_authorization(callback, here), code=302)
+
+
+def _render_h5(order: Order, payment):
+    return render_template(
+        "checkout/pay_h5.html", order=order, payment=payment, method="h5",
+        go_url=url_for("checkout.h5_go", order_no=order.order_no),
+        link_expires_at=scenes.h5_url_expires_at(payment), **_urls(order),
+    )
+
+
+def _render_jsapi(order: Order, payment, method: str):
+    params = scenes.pay_params(payment)
     return render_template(
         "checkout/pay_jsapi.html", order=order, payment=payment, method=method,
         confirm_tries=current_app.config.get("RETURN_PAGE_QUERIES", 6),
@@ -68,6 +90,23 @@ def pay(order: Order, method: str):
         bridge_url=url_for("sandbox_scenes.bridge_js") if _sandbox() else "",
         **_urls(order),
     )
+
+
+def pay(order: Order, method: str):
+    """POST: start the scene's attempt and show its page (``checkout.pay_start`` dispatches here)."""
+    if method == "miniprogram":
+        return render_template("checkout/pay_miniprogram.html", order=order, method=method, **_urls(order))
+    try:
+        if method == "h5":
+            return _render_h5(order, scenes.pay_h5(order, request.remote_addr or ""))
+        appid = gateway.gateway().credentials.appid
+        openid = identity.session_openid(appid)
+        if not openid:
+            return _authorize(order)
+        payment = scenes.pay_jsapi(order, "jsapi", openid)
+        return _render_jsapi(order, payment, method)
+    except ShopError as exc:
+        return _paid_or_raise(exc, order)
 
 
 def _sandbox() -> bool:
@@ -79,18 +118,19 @@ def return_url(order: Order) -> str:
     return gateway.shop_base_url() + url_for("checkout.pay_result", order_no=order.order_no)
 
 
-@bp.get("/orders/<order_no>/pay/h5")
+@bp.post("/orders/<order_no>/pay/h5")
 def h5_go(order_no: str):
     """Leave for WeChat's H5 cashier with a live h5_url (each lives 5 minutes: renewed if stale)."""
     found = orders.owned_order(order_no, shopper_id())
     if found.status != OrderStatus.PENDING:
-        return redirect(url_for("checkout.order", order_no=order_no))
+        return redirect(url_for("checkout.order", order_no=order_no), code=303)
     try:
         payment = scenes.pay_h5(found, request.remote_addr or "")
     except ShopError as exc:
         return _paid_or_raise(exc, found)
-    # A plain redirect keeps the Referer of the shop page the shopper tapped on, as WeChat requires.
-    return redirect(scenes.h5_link(payment, return_url(found)), code=302)
+    # A form POST then a redirect keeps the Referer of the shop page the shopper tapped on, as WeChat
+    # requires (Referrer-Policy strict-origin-when-cross-origin: its origin crosses over).
+    return redirect(scenes.h5_link(payment, return_url(found)), code=303)
 
 
 @bp.get("/orders/<order_no>/pay/result")

@@ -20,6 +20,11 @@ def order(order_no: str):
 
 @bp.get("/orders/<order_no>/pay")
 def pay(order_no: str):
+    """The checkout page of the chosen scene: a pure read (GET changes nothing at WeChat Pay).
+
+    A still-payable attempt of that scene is shown; otherwise the page offers a POST form
+    (sent at once by static/js/autosubmit.js) that starts one: ``pay_start``.
+    """
     found = orders.owned_order(order_no, shopper_id())
     if found.status != OrderStatus.PENDING:
         return redirect(url_for("checkout.order", order_no=order_no))
@@ -27,12 +32,29 @@ def pay(order_no: str):
 
     method = scene_pages.chosen_method()
     if method != "native":
-        return scene_pages.pay(found, method)  # H5, JSAPI, mini program web-view: checkout/scenes.py
+        return scene_pages.show(found, method)  # H5, JSAPI, mini program web-view: checkout/scenes.py
+    payment = orders.reusable_payment(found, "native")
+    if payment is None:
+        return scene_pages.start_page(found, method)
+    return _render_pay(found, payment)
+
+
+@bp.post("/orders/<order_no>/pay")
+def pay_start(order_no: str):
+    """Start (or switch to) the chosen scene's attempt: closes the open one at WeChat Pay first."""
+    found = orders.owned_order(order_no, shopper_id())
+    if found.status != OrderStatus.PENDING:
+        return redirect(url_for("checkout.order", order_no=order_no), code=303)
+    from . import scenes as scene_pages
+
+    method = scene_pages.chosen_method()
+    if method != "native":
+        return scene_pages.pay(found, method)
     try:
         payment = payments.pay_native(found)
     except ShopError as exc:
         if exc.code == "ORDERPAID":
-            return redirect(url_for("checkout.order", order_no=order_no))
+            return redirect(url_for("checkout.order", order_no=order_no), code=303)
         raise
     return _render_pay(found, payment)
 

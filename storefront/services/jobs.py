@@ -84,4 +84,10 @@ def reconcile() -> tuple[int, int]:
     from . import refunds  # refunds whose notification never came: ask WeChat Pay, apply the answer
 
     refunds.reconcile_pending(cutoff)
+    from . import refund_outbox  # double payments' refunds not yet confirmed: send again, same number
+
+    refund_outbox.send_due()
+    from ..merchant import auth
+
+    auth.purge_expired()
     return checked, paid

@@ -252,6 +252,10 @@ def apply_payment(
         status = db.session.scalar(select(Order.status).where(Order.id == order_id))
         _record(order_id, payment.id, status, status, cause,
                 _("重复支付：该订单已通过另一笔支付完成，需退款"), ref)
+        from .refund_outbox import enqueue_double_payment
+
+        # The refund is written with the payment, in this transaction: it cannot be lost (outbox).
+        enqueue_double_payment(payment.id)
         outcome = PaymentOutcome.DOUBLE
     if commit:
         db.session.commit()
