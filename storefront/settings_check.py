@@ -106,6 +106,19 @@ def _load_cert(pem: bytes) -> None:
     x509.load_pem_x509_certificate(pem)
 
 
+def _is_demo_certificate(path: Path) -> bool:
+    """The simulator's self-signed demo certificate (bootstrap writes it; WeChat Pay never issued it)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except Exception:  # noqa: BLE001 - unreadable: reported by the parse check
+        return False
+    names = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return any("not issued by WeChat Pay" in str(n.value) for n in names)
+
+
 def secret_key_problem(secret: Any) -> str | None:
     text = secret if isinstance(secret, str) else (secret.decode() if isinstance(secret, bytes) else "")
     if not text:
@@ -163,10 +176,9 @@ def problems(config: Mapping[str, Any], instance_path: str) -> list[str]:
         problem = _readable(files.cert_file, "WECHATPAY_MERCHANT_CERT_FILE", _load_cert, "the merchant certificate")
         if problem:
             found.append(problem + " (or set WECHATPAY_MERCHANT_SERIAL)" if "does not exist" in problem else problem)
-    if files.cert_file.exists() and not problem and not against_loopback:
-        if b"not issued by WeChat Pay" in files.cert_file.read_bytes():
-            found.append("WECHATPAY_MERCHANT_CERT_FILE is the simulator's self-signed demo certificate: "
-                         "use the apiclient_cert.pem of your merchant account")
+    if files.cert_file.exists() and not against_loopback and _is_demo_certificate(files.cert_file):
+        found.append("WECHATPAY_MERCHANT_CERT_FILE is the simulator's self-signed demo certificate: "
+                     "use the apiclient_cert.pem of your merchant account")
     public_key_id = files.setting("WECHATPAY_PUBLIC_KEY_ID", "public_key_id")
     mode = config.get("WECHATPAY_KEY_MODE") or "auto"
     if mode not in ("auto", "public_key", "certificate"):

@@ -111,11 +111,17 @@ def test_flask_init_with_only_sandbox_off_refuses_with_one_line_per_setting(tmp_
 
 def test_production_never_takes_urls_from_the_request(production):
     config, instance = production
-    app = create_app({**config, "TESTING": True, "AUTO_INIT": False, "WECHATPAY_API_BASE": None},
-                     instance_path=str(instance))
+    defaults = {"WECHATPAY_SANDBOX": False}
+    settings_check.apply_production_defaults(defaults)
+    assert defaults["WECHATPAY_API_BASE"] == "https://api.mch.weixin.qq.com"
+    app = create_app({**config, "TESTING": True, "AUTO_INIT": False}, instance_path=str(instance))
     with app.test_request_context("/", base_url="http://127.0.0.1:6666", headers={"X-Forwarded-Host": "evil.example"}):
         assert gateway.notify_url() == "https://shop.example.com/notify/wechatpay"
-        assert gateway.api_base() == "https://api.mch.weixin.qq.com"
+        assert gateway.api_base() == config["WECHATPAY_API_BASE"]
+        app.config["SHOP_BASE_URL"] = None  # (refused at start; never a fallback to the request either)
+        with pytest.raises(RuntimeError, match="SHOP_BASE_URL"):
+            gateway.notify_url()
+        app.config["SHOP_BASE_URL"] = config["SHOP_BASE_URL"]
         from storefront.services import refunds
 
         assert refunds.refund_notify_url() == "https://shop.example.com/notify/wechatpay/refund"
@@ -138,7 +144,7 @@ def test_headers_and_cookie_flags_in_simulator_mode(client):
     shop = client.get("/products/1")
     _assert_protected(shop, frameable=True)  # the tour frames the shop
     assert "Strict-Transport-Security" not in shop.headers
-    login = client.get("/merchant/login")
+    login = client.application.test_client().get("/merchant/login")  # a fresh browser: its first cookie
     _assert_protected(login, frameable=False)  # the merchant area is never framed
     cookie = login.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
@@ -156,8 +162,7 @@ def test_https_base_gets_secure_cookies_and_hsts(make_app):
 
 def test_headers_in_production(production):
     config, instance = production
-    app = create_app({**config, "TESTING": True, "AUTO_INIT": False, "SCHEMA_FROM_MODELS": True},
-                     instance_path=str(instance))
+    app = create_app({**config, "TESTING": True, "AUTO_INIT": False}, instance_path=str(instance))
     bootstrap.initialise(app)
     client = app.test_client()
     page = client.get("/merchant/login", base_url="https://shop.example.com")
@@ -589,8 +594,8 @@ def test_healthz_is_503_when_the_database_does_not_answer(tmp_path, instance_tem
 
 def test_metrics_need_a_token_or_a_merchant_in_production(production):
     config, instance = production
-    app = create_app({**config, "TESTING": True, "AUTO_INIT": False, "SCHEMA_FROM_MODELS": True,
-                      "METRICS_TOKEN": "scrape-token-123"}, instance_path=str(instance))
+    app = create_app({**config, "TESTING": True, "AUTO_INIT": False, "METRICS_TOKEN": "scrape-token-123"},
+                     instance_path=str(instance))
     bootstrap.initialise(app)
     client = app.test_client()
     assert client.get("/metrics").status_code == 403
