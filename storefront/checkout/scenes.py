@@ -42,7 +42,9 @@ def start_page(order: Order, method: str):
     """No payable attempt of this scene yet: a POST form starts one (GET never changes state)."""
     return render_template("checkout/pay_start.html", order=order, method=method,
                            payment={"amount_total": order.amount_total},  # the pay card shows the amount
-                           start_url=url_for("checkout.pay_start", order_no=order.order_no, method=method),
+                           # The same URL as this page (query and all): the POST lands where the GET was.
+                           start_url=url_for("checkout.pay_start", order_no=order.order_no,
+                                             **({"method": request.args["method"]} if request.args.get("method") else {})),
                            **_urls(order))
 
 

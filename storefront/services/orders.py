@@ -7,6 +7,7 @@ notifications, active queries, jobs and several workers can race and still leave
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -30,6 +31,8 @@ from ..models import (
     utcnow,
 )
 from ..wechatpay.times import BEIJING
+
+events_log = logging.getLogger("storefront.payments")  # one line per payment event (docs/going-live.md)
 
 MAX_QUANTITY = 10
 
@@ -101,6 +104,10 @@ def _record(
         OrderEvent(order_id=order_id, payment_id=payment_id, from_status=source, to_status=target,
                    cause=cause, note=note[:200], wechat_ref=wechat_ref)
     )
+    # Numbers and causes only, never a secret: the order number is in the identity map already.
+    order = db.session.get(Order, order_id)
+    events_log.info("order %s: %s -> %s cause=%s ref=%s %s", order.order_no if order else order_id,
+                    source, target, cause, wechat_ref or "-", note[:120])
 
 
 def _transition(order_id: int, source: OrderStatus, target: OrderStatus, **values: object) -> bool:
