@@ -28,6 +28,18 @@ ROOT = Path(__file__).resolve().parent.parent
 STRONG_SECRET = "9f2c6b1e8d7a4c3b5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d"
 
 
+@pytest.fixture
+def own_apps():
+    """Apps a test builds itself (a second 'worker', a production app): their connections closed after."""
+    apps = []
+    yield apps
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
 # -- 1. production refuses unsafe settings -------------------------------------------------------
 
 
@@ -109,12 +121,13 @@ def test_flask_init_with_only_sandbox_off_refuses_with_one_line_per_setting(tmp_
     assert "Traceback" not in done.stderr
 
 
-def test_production_never_takes_urls_from_the_request(production):
+def test_production_never_takes_urls_from_the_request(production, own_apps):
     config, instance = production
     defaults = {"WECHATPAY_SANDBOX": False}
     settings_check.apply_production_defaults(defaults)
     assert defaults["WECHATPAY_API_BASE"] == "https://api.mch.weixin.qq.com"
     app = create_app({**config, "TESTING": True, "AUTO_INIT": False}, instance_path=str(instance))
+    own_apps.append(app)
     with app.test_request_context("/", base_url="http://127.0.0.1:6666", headers={"X-Forwarded-Host": "evil.example"}):
         assert gateway.notify_url() == "https://shop.example.com/notify/wechatpay"
         assert gateway.api_base() == config["WECHATPAY_API_BASE"]
@@ -160,9 +173,10 @@ def test_https_base_gets_secure_cookies_and_hsts(make_app):
     assert "Secure" in login.headers["Set-Cookie"] and "SameSite=Lax" in login.headers["Set-Cookie"]
 
 
-def test_headers_in_production(production):
+def test_headers_in_production(production, own_apps):
     config, instance = production
     app = create_app({**config, "TESTING": True, "AUTO_INIT": False}, instance_path=str(instance))
+    own_apps.append(app)
     bootstrap.initialise(app)
     client = app.test_client()
     page = client.get("/merchant/login", base_url="https://shop.example.com")
@@ -286,10 +300,11 @@ def test_the_throttle_never_locks_out_the_right_password_from_another_address(ma
     assert merchant.get("/merchant/").status_code == 200
 
 
-def test_the_throttle_is_shared_by_workers(make_app):
+def test_the_throttle_is_shared_by_workers(make_app, own_apps):
     """Two app objects over one database stand for two gunicorn workers."""
     first = make_app(MERCHANT_PASSWORD="right-password-long")
     second = create_app({**first.config, "AUTO_INIT": False}, instance_path=first.instance_path)
+    own_apps.append(second)
     one, two = first.test_client(), second.test_client()
     for index in range(10):
         assert _login(one if index % 2 else two, "wrong", "203.0.113.9").status_code == 401
@@ -367,9 +382,10 @@ def redis_db14():
     connection.flushdb()
 
 
-def test_redis_storage_shares_the_limit_between_workers(make_app, redis_db14):
+def test_redis_storage_shares_the_limit_between_workers(make_app, redis_db14, own_apps):
     first = make_app(RATELIMIT_ENABLED=True, RATELIMIT_ORDERS="2 per minute", RATELIMIT_STORAGE_URI=redis_db14)
     second = create_app({**first.config, "AUTO_INIT": False}, instance_path=first.instance_path)
+    own_apps.append(second)
     one, two = first.test_client(), second.test_client()
     assert one.post("/api/orders", json={"product_id": 1}).status_code == 201
     assert two.post("/api/orders", json={"product_id": 1}).status_code == 201
@@ -477,10 +493,11 @@ def test_doctor_passes_a_good_configuration(make_app, simulator):
     assert "404 ORDER_NOT_EXIST" in output and "signature verifies" in output and not _failures(output)
 
 
-def test_doctor_passes_a_good_production_configuration(production, simulator):
+def test_doctor_passes_a_good_production_configuration(production, simulator, own_apps):
     config, instance = production
     app = create_app({**config, "TESTING": True, "AUTO_INIT": False, "WECHATPAY_API_BASE": f"{simulator.url}/sandbox"},
                      instance_path=str(instance))
+    own_apps.append(app)
     result = app.test_cli_runner().invoke(args=["doctor"])
     assert result.exit_code == 0, result.output
     assert "✓ WECHATPAY_NOTIFY_URL: https://shop.example.com/notify/wechatpay" in result.output
@@ -581,21 +598,23 @@ def test_healthz_and_metrics_count_a_paid_order_and_a_refused_forgery(live_serve
         assert secret not in text and secret not in health.text
 
 
-def test_healthz_is_503_when_the_database_does_not_answer(tmp_path, instance_template):
+def test_healthz_is_503_when_the_database_does_not_answer(tmp_path, instance_template, own_apps):
     shutil.copytree(instance_template, tmp_path / "instance")
     app = create_app({"TESTING": True, "SECRET_KEY": "x", "WECHATPAY_SANDBOX": True, "AUTO_INIT": False,
                       "SANDBOX_NOTIFIER": False,
                       "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2"},
                      instance_path=str(tmp_path / "instance"))
+    own_apps.append(app)
     answer = app.test_client().get("/healthz")
     assert answer.status_code == 503 and answer.get_json()["status"] == "unavailable"
     assert "nobody" not in answer.get_data(as_text=True)
 
 
-def test_metrics_need_a_token_or_a_merchant_in_production(production):
+def test_metrics_need_a_token_or_a_merchant_in_production(production, own_apps):
     config, instance = production
     app = create_app({**config, "TESTING": True, "AUTO_INIT": False, "METRICS_TOKEN": "scrape-token-123"},
                      instance_path=str(instance))
+    own_apps.append(app)
     bootstrap.initialise(app)
     client = app.test_client()
     assert client.get("/metrics").status_code == 403
