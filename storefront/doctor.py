@@ -197,6 +197,13 @@ def offline(config: Mapping[str, Any], instance_path: str, report: Report, notif
         else:
             report.ok(f"{name}: {url}")
 
+    if not sandbox and config.get("RATELIMIT_ENABLED", True):
+        storage = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")
+        if storage.startswith("memory"):
+            report.warn("RATELIMIT_STORAGE_URI: memory storage: each worker counts alone; "
+                        "set redis://127.0.0.1:6379/0 so all workers share the rate limits")
+        else:
+            report.ok(f"RATELIMIT_STORAGE_URI: {urlsplit(storage).scheme} storage, shared by all workers")
     secret = settings_check.secret_key_problem(config.get("SECRET_KEY"))
     if secret:
         (report.warn if sandbox else report.fail)(secret)

@@ -551,6 +551,20 @@ def test_doctor_names_a_wrong_apiv3_key_in_certificate_mode(make_app, simulator)
     assert code == 0 and "decrypted" in output, output
 
 
+def test_doctor_names_an_unknown_mchid(make_app, simulator):
+    code, output = _doctor(make_app, simulator, WECHATPAY_MCHID="1900000109")
+    assert code == 1
+    assert any(line.startswith("✗ WECHATPAY_MCHID") for line in _failures(output)), output
+
+
+def test_doctor_says_when_wechat_pay_cannot_be_reached(make_app):
+    app = make_app(WECHATPAY_API_BASE="http://127.0.0.1:9/sandbox")
+    result = app.test_cli_runner().invoke(args=["doctor", "--timeout", "3"])
+    assert result.exit_code == 1
+    assert any(line.startswith("✗ WECHATPAY_API_BASE") and "cannot be reached" in line
+               for line in _failures(result.output)), result.output
+
+
 def test_doctor_runs_in_production_when_start_would_be_refused(tmp_path):
     """The refusal stops the app; doctor still starts, to explain everything at once."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHATPAY_", "SHOP_", "SECRET", "MERCHANT"))}
