@@ -444,6 +444,41 @@ def test_a_double_payment_refund_survives_a_failed_first_call(live_server, shopp
     assert shopper.order(order["order_no"])["status"] == "paid"
 
 
+def test_the_outbox_row_commits_with_the_double_payment(live_server, shopper):
+    """A crash right after the commit loses nothing: the refund is already a row, sent by reconcile."""
+    app = live_server.app
+    order = shopper.buy(product_id=3)
+    first = shopper.start_native(order["order_no"])
+    with app.test_request_context(base_url=live_server.url):
+        row = db.session.scalar(select(Order).where(Order.order_no == order["order_no"]))
+        second = order_service.start_payment(row, "native", 900, 20)
+        response = gateway.client().prepay_native(
+            description="second", out_trade_no=second.out_trade_no, amount_total=second.amount_total,
+            notify_url=gateway.notify_url(), time_expire=utcnow() + timedelta(minutes=10))
+        order_service.payment_issued(second.id, response.data["code_url"])
+        second_no, amount = second.out_trade_no, second.amount_total
+    assert shopper.pay_in_simulator(first["out_trade_no"]).status_code == 200
+    wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
+    paid = requests.post(f"{live_server.url}/sandbox/control/pay",
+                         json={"out_trade_no": second_no, "result": "SUCCESS", "notify": "drop"}, timeout=10).json()
+    with app.app_context():
+        # What the notification handler commits, then the process "dies" before sending anything.
+        outcome = order_service.apply_payment(second_no, transaction_id=paid["transaction_id"], amount_total=amount,
+                                              paid_at=utcnow(), cause="notify")
+        assert outcome == order_service.PaymentOutcome.DOUBLE
+        db.session.remove()
+        refund = db.session.scalar(select(Refund).where(Refund.out_refund_no.like(f"{second_no}%")))
+        assert refund is not None and refund.kind == "duplicate" and refund.status == "pending"
+        assert refund.amount == amount and refund.refund_id is None
+    with app.test_request_context(base_url=live_server.url):
+        from storefront.services import jobs
+
+        jobs.reconcile()
+    simulator = requests.get(f"{live_server.url}/sandbox/control/refunds", params={"out_trade_no": second_no},
+                             timeout=10).json()["refunds"]
+    assert [r["out_refund_no"] for r in simulator] == [refund.out_refund_no]
+
+
 # -- 7. file modes -----------------------------------------------------------------------------------
 
 
