@@ -636,8 +636,10 @@ def test_healthz_and_metrics_count_a_paid_order_and_a_refused_forgery(live_serve
     assert forged.status_code == 401
     health = requests.get(f"{live_server.url}/healthz", timeout=10)
     assert health.status_code == 200 and health.json() == {"status": "ok", "database": "up"}
-    text = requests.get(f"{live_server.url}/metrics", timeout=10).text
-    assert _metric(text, "storefront_notifications_total", kind="payment", outcome="accepted") >= 1
+    # The order may show paid through an active query first; its notification follows.
+    text = wait_for(lambda: (lambda t: t if _metric(t, "storefront_notifications_total", kind="payment",
+                                                    outcome="accepted") >= 1 else None)(
+        requests.get(f"{live_server.url}/metrics", timeout=10).text))
     assert _metric(text, "storefront_notifications_total", kind="payment", outcome="refused") >= 1
     assert _metric(text, "storefront_orders", status="paid") >= 1
     assert _metric(text, "storefront_wechatpay_calls_total", result="ok") >= 1
