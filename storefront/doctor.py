@@ -354,8 +354,10 @@ def run(app, offline_only: bool = False, timeout: float = 10.0) -> Report:
                            "WECHATPAY_REFUND_NOTIFY_URL": refunds.refund_notify_url()}
         except RuntimeError:
             notify_urls = {}  # SHOP_BASE_URL missing: already a failure of the settings check
-        api_base = gateway.api_base() if config.get("WECHATPAY_API_BASE") or config.get("WECHATPAY_SANDBOX") else (
-            settings_check.REAL_API_BASE)
+        try:
+            api_base = gateway.api_base()
+        except RuntimeError:
+            api_base = config.get("WECHATPAY_API_BASE") or settings_check.REAL_API_BASE
     facts = offline(config, app.instance_path, report, notify_urls)
     if offline_only:
         report.warn("online check skipped (--offline)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .i18n import _
@@ -33,9 +33,11 @@ def _answer(status: int, code: str, message: str):
         return {"error": {"code": code, "message": message}}, status
     if request.path.startswith("/notify/"):
         return {"code": "FAIL", "message": message[:64]}, status
-    if request.path.startswith("/sandbox/") and (
+    mount = current_app.extensions["wechat_endpoints"].mount if "wechat_endpoints" in current_app.extensions else ""
+    # The simulator's API and control endpoints are JSON: their errors are too (whatever Accept says).
+    if mount and request.path.startswith(mount + "/") and (
             request.accept_mimetypes.best == "application/json" or wants_json()
-            or request.path.startswith(("/sandbox/control/", "/sandbox/v3/", "/sandbox/sns/"))):
+            or request.path.startswith(tuple(f"{mount}/{part}/" for part in ("control", "v3", "sns")))):
         return {"code": code, "message": message}, status
     if wants_json():
         return {"error": {"code": code, "message": message}}, status

@@ -127,21 +127,8 @@ def register(app: Flask) -> None:
         db.session.commit()
         for status in OrderStatus:
             metrics.orders.labels(status.value).set(counts.get(status.value, 0))
-        if app.config["WECHATPAY_SANDBOX"]:
-            metrics.oldest_pending.set(_oldest_pending_delivery_seconds())
+        # Simulator mode: the simulator reports on its own tables (the shop never reads them).
+        oldest_pending = app.extensions.get("sandbox_oldest_pending_seconds")
+        if oldest_pending is not None:
+            metrics.oldest_pending.set(oldest_pending())
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
-
-
-def _oldest_pending_delivery_seconds() -> float:
-    """The simulator's view (its own tables): how long the oldest undelivered notification has waited."""
-    try:
-        from .models import utcnow
-        from .sandbox.models import SandboxNotification
-
-        oldest = db.session.scalar(select(func.min(SandboxNotification.created_at))
-                                   .where(SandboxNotification.state == "pending"))
-        db.session.commit()
-        return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
-    except Exception:
-        db.session.rollback()
-        return 0.0

@@ -413,7 +413,11 @@ def test_a_double_payment_refund_survives_a_failed_first_call(live_server, shopp
     assert shopper.pay_in_simulator(first["out_trade_no"]).status_code == 200
     wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
 
-    app.config["WECHATPAY_API_BASE"] = "http://127.0.0.1:9/sandbox"  # nothing listens: the refund call fails
+    import dataclasses
+
+    reachable = app.extensions["wechat_endpoints"]
+    # Nothing listens there: the refund call fails as a network failure would.
+    app.extensions["wechat_endpoints"] = dataclasses.replace(reachable, api_base="http://127.0.0.1:9/sandbox")
     try:
         assert shopper.pay_in_simulator(second_no).status_code == 200
 
@@ -424,7 +428,7 @@ def test_a_double_payment_refund_survives_a_failed_first_call(live_server, shopp
         refund = wait_for(queued)
         assert refund.status == "pending" and refund.refund_id is None
     finally:
-        app.config["WECHATPAY_API_BASE"] = None
+        app.extensions["wechat_endpoints"] = reachable
     simulator = requests.get(f"{live_server.url}/sandbox/control/refunds", params={"out_trade_no": second_no},
                              timeout=10).json()["refunds"]
     assert simulator == []  # WeChat Pay never heard of it
@@ -466,6 +470,7 @@ def test_the_outbox_row_commits_with_the_double_payment(live_server, shopper):
         outcome = order_service.apply_payment(second_no, transaction_id=paid["transaction_id"], amount_total=amount,
                                               paid_at=utcnow(), cause="notify")
         assert outcome == order_service.PaymentOutcome.DOUBLE
+        db.session.commit()  # the caller's one commit, as the notification pipeline makes it
         db.session.remove()
         refund = db.session.scalar(select(Refund).where(Refund.out_refund_no.like(f"{second_no}%")))
         assert refund is not None and refund.kind == "duplicate" and refund.status == "pending"
