@@ -1,7 +1,7 @@
 """merchant sessions and the shared login throttle
 
 Revision ID: 0002
-Revises: 0001
+Revises: a10_reconciliation
 Create Date: 2026-11-30 18:30:00
 
 Server-side merchant sessions (logout revokes every copy of the cookie) and the login
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0002'
-down_revision = '0001'
+down_revision = 'a10_reconciliation'
 branch_labels = None
 depends_on = None
 
