@@ -1,7 +1,7 @@
 """merchant sessions and the shared login throttle
 
-Revision ID: 0002
-Revises: a10_reconciliation
+Revision ID: a14_merchant_sessions
+Revises: a12_sandbox_merchants
 Create Date: 2026-11-30 18:30:00
 
 Server-side merchant sessions (logout revokes every copy of the cookie) and the login
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0002'
-down_revision = 'a10_reconciliation'
+revision = 'a14_merchant_sessions'
+down_revision = 'a12_sandbox_merchants'
 branch_labels = None
 depends_on = None
 
