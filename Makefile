@@ -39,7 +39,7 @@ lint: $(VENV)/.dev
 docs-screenshots: $(VENV)/.dev init
 	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py tests/test_browser_reconciliation.py tests/test_browser_test_backend.py
 
-# Rate limits off: the benchmark is one client far past any per-client limit (docs/going-live.md).
+# RATELIMIT_ENABLED=0: the load comes from one address; a rate limit would measure itself.
 bench: $(VENV)/.dev init
 	RATELIMIT_ENABLED=0 $(PY) -m bench
 

@@ -1,7 +1,7 @@
 """merchant sessions and the shared login throttle
 
 Revision ID: a14_merchant_sessions
-Revises: a12_sandbox_merchants
+Revises: a11_compact_flow
 Create Date: 2026-11-30 18:30:00
 
 Server-side merchant sessions (logout revokes every copy of the cookie) and the login
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a14_merchant_sessions'
-down_revision = 'a12_sandbox_merchants'
+down_revision = 'a11_compact_flow'
 branch_labels = None
 depends_on = None
 
