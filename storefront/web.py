@@ -14,10 +14,12 @@ from .services import scenes
 from .wechatpay.times import BEIJING
 
 # Paths called by machines, not browsers: WeChat Pay's notifications. No cookie, no page, no
-# shopper: the per-request work meant for browsers (the cookie session, and whatever later
-# hooks add for pages: locale, security headers, session refresh) has no purpose there and
-# costs a notification its speed (docs/benchmark: ``python -m bench.profile``). Every such hook
-# asks ``is_machine_endpoint()``, the one place that says which requests these are.
+# shopper: the per-request work meant for browsers has no purpose there and costs a
+# notification its speed (bench/README.md, ``python -m bench.profile``). Every such hook asks
+# ``is_machine_endpoint()``, the one place that says which requests these are: the cookie
+# session (``MachineAwareSessions``), the security headers (``security.protect``), the rate
+# limiter's check (``ratelimit``); a locale selector or a session refresh should too. The
+# notification metrics (``health.count_notification``) are machine work: they stay.
 # (The simulator's own API under /sandbox is another app's concern; it is not listed here.)
 MACHINE_PATH_PREFIXES = ("/notify/",)
 

@@ -211,7 +211,7 @@ def test_baseline_notification_is_accepted(server, wechatpay, pending):
 
 def test_notification_opens_no_session_and_sets_no_cookie(server, wechatpay, pending):
     """WeChat Pay is no browser: a notification (even one carrying a shop cookie) gets no session
-    cookie back, and is applied; the pages keep their cookie session."""
+    cookie and no browser headers back, and is applied; the pages keep theirs."""
     page = requests.get(f"{server.url}/", timeout=20)
     cookie = page.cookies.get(server.app.config.get("SESSION_COOKIE_NAME", "session"))
     body = wechatpay.body(wechatpay.resource(pending["out_trade_no"], pending["amount_total"]))
@@ -219,6 +219,8 @@ def test_notification_opens_no_session_and_sets_no_cookie(server, wechatpay, pen
     answer = post_notification(server.url, body, headers)
     assert answer.status_code == 204, answer.text
     assert "Set-Cookie" not in answer.headers
+    # The browser protections are for pages: a page has them, WeChat Pay's answer does not need them.
+    assert "Content-Security-Policy" in page.headers and "Content-Security-Policy" not in answer.headers
     assert order_row(server.app, pending["order_no"]).status == "paid"
     with server.app.test_request_context("/notify/wechatpay", method="POST"):
         from storefront.web import is_machine_endpoint
