@@ -66,3 +66,4 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["_"] = _
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+

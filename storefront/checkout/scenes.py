@@ -17,7 +17,8 @@ from .views import bp
 def chosen_method() -> str:
     """``?method=`` when it names a page scene, else what the User-Agent says (reference §12.3)."""
     override = request.args.get("method", "")
-    if override in scenes.PAGE_METHODS:
+    # miniprogram: the page a mini program's web-view shows (the tour opens it in a desktop browser).
+    if override in scenes.PAGE_METHODS or override == "miniprogram":
         return override
     return scenes.detect_method(request.user_agent.string)
 
@@ -55,7 +56,7 @@ def pay(order: Order, method: str):
             # snsapi_base: WeChat answers with a code at once, the payer sees nothing.
             callback = gateway.shop_base_url() + url_for("oauth.callback")
             here = url_for("checkout.pay", order_no=order.order_no, method="jsapi")
-            return redirect(identity.start_authorization(callback, here), code=302)
+            return redirect(identity.start_authorization(callback, here, shopper_id(create=True), order.id), code=302)
         payment = scenes.pay_jsapi(order, "jsapi", openid)
         params = scenes.pay_params(payment)
     except ShopError as exc:

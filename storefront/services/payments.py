@@ -54,7 +54,7 @@ def pay_native(order: Order) -> Payment:
     reusable = orders.reusable_payment(order, "native")
     if reusable is not None:
         return reusable
-    close_open_attempts(order, "shopper")
+    close_open_attempts(order, "shopper", renewal=True)  # an expired QR code is being replaced
     config = current_app.config
     payment = orders.start_payment(order, "native", config["PAYMENT_TTL_SECONDS"], config["MAX_ATTEMPTS_PER_ORDER"])
     description = describe(order)
@@ -81,11 +81,11 @@ def pay_native(order: Order) -> Payment:
 
 def renew_native(order: Order) -> Payment:
     """A fresh QR code: close the current attempt at WeChat Pay first, then start a new one."""
-    close_open_attempts(order, "shopper")
+    close_open_attempts(order, "shopper", renewal=True)
     return pay_native(order)
 
 
-def close_at_wechat(payment: Payment, cause: str) -> bool:
+def close_at_wechat(payment: Payment, cause: str, note: str = "") -> bool:
     """Close one attempt at WeChat Pay, then locally. False if it turned out to be paid."""
     out_trade_no = payment.out_trade_no
     _end_transaction()
@@ -99,15 +99,21 @@ def close_at_wechat(payment: Payment, cause: str) -> bool:
         # closed there (another job run, or a crash before the local close): finish locally.
         if exc.code not in ("ORDER_NOT_EXIST", "ORDER_CLOSED"):
             raise
-    orders.close_payment(payment.id, cause)
+    orders.close_payment(payment.id, cause, note)
     return True
 
 
-def close_open_attempts(order: Order, cause: str) -> None:
-    """Close every open attempt of the order. :raise OrderError: ``ORDERPAID`` if one was paid."""
+def close_open_attempts(order: Order, cause: str, renewal: bool = False) -> None:
+    """Close every open attempt of the order. :raise OrderError: ``ORDERPAID`` if one was paid.
+
+    ``renewal``: a new QR code replaces a Native one; the order's record says so (二维码更新).
+    """
     for payment in orders.open_payments(order.id):
+        note = ""
+        if renewal and payment.method == "native":
+            note = _("二维码更新：关闭旧的支付尝试 %(no)s，再用新的商户单号下单", no=payment.out_trade_no)
         try:
-            closed = close_at_wechat(payment, cause)
+            closed = close_at_wechat(payment, cause, note)
         except WeChatPayError as exc:
             raise PaymentError("WECHATPAY_UNAVAILABLE", _("暂时无法连接微信支付，请稍后再试"), 503) from exc
         if not closed:

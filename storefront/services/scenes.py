@@ -7,6 +7,7 @@ Protocol reference §7.3 (H5), §8 (paySign), §12.3 (which scene for which brow
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from ..extensions import db
 from ..i18n import _
 from ..models import Order, Payment, utcnow
 from ..wechatpay import APIError, WeChatPayError
-from . import orders, payments
+from . import flowlog, orders, payments
 from .orders import OrderError
 from .payments import PaymentError
 
@@ -146,7 +147,10 @@ def pay_jsapi(order: Order, method: str, openid: str) -> Payment:
         return reusable
     payment = _start(order, method)
     description = payments.describe(order)
+    order_id, owner = order.id, order.owner
     payments._end_transaction()
+    if method == "miniprogram":
+        flowlog.adopt_logins(order_id, owner)  # the wx.login exchange that gave this openid
     try:
         response = gateway.client().prepay_jsapi(
             description=description,
@@ -171,4 +175,10 @@ def pay_params(payment: Payment) -> dict[str, str]:
     """``appId/timeStamp/nonceStr/package/signType/paySign`` for the bridge or wx.requestPayment."""
     if not payment.prepay_id:
         raise OrderError("NO_PREPAY_ID", _("该支付尝试不是 JSAPI 支付"), 409)
-    return gateway.client().pay_params(payment.prepay_id, payment.appid)
+    params = gateway.client().pay_params(payment.prepay_id, payment.appid)
+    signed = f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n"
+    order_id, out_trade_no = payment.order_id, payment.out_trade_no
+    payments._end_transaction()  # the record writes on its own connection (SQLite: one writer)
+    flowlog.record_note("pay_sign", order_id, json.dumps(params, ensure_ascii=False, indent=2),
+                        signed_message=signed, out_trade_no=out_trade_no)
+    return params
