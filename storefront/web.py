@@ -56,6 +56,11 @@ def beijing(moment: datetime | None) -> str:
     return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def wechat_emulation() -> str | None:
+    """In simulator mode: ``"wechat"``/``"miniprogram"`` while this browser plays WeChat's (模拟微信内打开)."""
+    return request.environ.get("storefront.sandbox_wechat")
+
+
 def register(app: Flask) -> None:
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
@@ -64,6 +69,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["sandbox_mode"] = bool(app.config["WECHATPAY_SANDBOX"])
     app.jinja_env.globals["_"] = _
+    app.jinja_env.globals["wechat_emulation"] = wechat_emulation
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
 

@@ -68,6 +68,9 @@ def register(app: Flask) -> None:
 
     app.register_blueprint(scenes_bp, url_prefix="/sandbox")
     install_log_redaction()
+    from .wechat_browser import WeChatBrowserEmulation
+
+    app.wsgi_app = WeChatBrowserEmulation(app.wsgi_app)  # type: ignore[method-assign]  # 模拟微信内打开
 
     @app.cli.command("sandbox-rotate-cert")
     @click.option("--overlap-hours", default=24 * 7, show_default=True, type=float,
