@@ -70,6 +70,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["sandbox_mode"] = bool(app.config["WECHATPAY_SANDBOX"])
     app.jinja_env.globals["_"] = _
     app.jinja_env.globals["wechat_emulation"] = wechat_emulation
+    app.jinja_env.globals["idempotency_key"] = lambda: secrets.token_urlsafe(18)  # one per rendered form
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
 

@@ -218,3 +218,131 @@ def test_shop_notes_have_explanations():
     for kind in (*flowlog.SHOP_NOTES, "oauth_token", "jscode2session", "bridge_invoke", "requestpayment_invoke"):
         info = explanation(kind)
         assert info.title != explanation("api").title, kind
+
+
+# -- a shop a shopper trusts -------------------------------------------------------------------
+
+
+def test_a_double_submit_of_the_buy_form_makes_one_order(server):
+    shopper = _shopper(server, DESKTOP_UA)
+    page = shopper.http.get(f"{server.url}/products/1", timeout=10)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page.text).group(1)
+    form = {"csrf_token": TOKEN.search(page.text).group(1), "quantity": "1", "idempotency_key": key}
+    first = shopper.http.post(f"{server.url}/products/1/buy", data=form, allow_redirects=False, timeout=10)
+    second = shopper.http.post(f"{server.url}/products/1/buy", data=form, allow_redirects=False, timeout=10)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["Location"] == second.headers["Location"]
+    fresh = shopper.http.get(f"{server.url}/products/1", timeout=10)
+    assert re.search(r'name="idempotency_key" value="([^"]+)"', fresh.text).group(1) != key  # one per form
+    # Another shopper's same key is theirs alone.
+    other = _shopper(server, DESKTOP_UA)
+    page = other.http.get(f"{server.url}/products/1", timeout=10)
+    form["csrf_token"] = TOKEN.search(page.text).group(1)
+    third = other.http.post(f"{server.url}/products/1/buy", data=form, allow_redirects=False, timeout=10)
+    assert third.headers["Location"] != first.headers["Location"]
+
+
+def test_api_orders_honour_an_idempotency_key_even_racing(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    shopper = _shopper(server, DESKTOP_UA)
+    shopper.buy()  # the session exists before the race
+    headers = {"Idempotency-Key": "k-" + "7" * 20}
+
+    def post(_i):
+        return shopper.http.post(f"{server.url}/api/orders", json={"product_id": 1, "quantity": 1},
+                                 headers=headers, timeout=10)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(post, range(4)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["order_no"] for a in answers}) == 1
+    bad = shopper.http.post(f"{server.url}/api/orders", json={"product_id": 1}, headers={"Idempotency-Key": "x"},
+                            timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_IDEMPOTENCY_KEY"
+
+
+def test_paid_order_page_says_what_was_paid(server):
+    shopper = _shopper(server, DESKTOP_UA)
+    order = shopper.buy()
+    payment = shopper.start_native(order["order_no"])
+    shopper.pay_in_simulator(payment["out_trade_no"])
+    wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
+    page = shopper.http.get(f"{server.url}/orders/{order['order_no']}", timeout=10).text
+    assert 'id="paid-summary"' in page and "支付成功" in page
+    assert re.search(r"已为 .+ × 1 支付 ¥\d+\.\d\d", page)
+    assert 'id="auto-refresh"' not in page  # nothing settling
+
+
+def test_a_pending_refund_page_refreshes_itself_until_it_settles(server):
+    shopper = _shopper(server, DESKTOP_UA)
+    order = shopper.buy()
+    payment = shopper.start_native(order["order_no"])
+    shopper.pay_in_simulator(payment["out_trade_no"])
+    wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
+    with server.app.app_context():
+        from storefront.extensions import db
+        from storefront.models import Payment
+        from storefront.services import orders
+
+        found = db.session.query(Payment).filter_by(out_trade_no=payment["out_trade_no"]).one()
+        orders.create_refund(found, 100)  # asked, not yet answered: 退款处理中
+    page = shopper.http.get(f"{server.url}/orders/{order['order_no']}", timeout=10).text
+    assert 'id="auto-refresh"' in page and "js/autorefresh.js" in page
+
+
+def test_native_checkout_on_a_phone_does_not_mention_a_computer_camera(server):
+    phone = _shopper(server, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+                             "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
+    order = phone.buy()
+    page = phone.http.get(f"{server.url}/orders/{order['order_no']}/pay?method=native", timeout=10).text
+    assert 'id="open-scan"' in page and "电脑没有摄像头" not in page
+    desktop = _shopper(server, DESKTOP_UA)
+    order = desktop.buy()
+    assert "电脑没有摄像头" in desktop.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10).text
+
+
+def test_start_up_banner_names_shop_tour_console_and_merchant_password(app):
+    result = app.test_cli_runner().invoke(args=["banner", "--port", "5130"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for where in ("http://127.0.0.1:5130/", "http://127.0.0.1:5130/tour", "http://127.0.0.1:5130/sandbox/",
+                  "http://127.0.0.1:5130/merchant/", "merchant_password"):
+        assert where in out, out
+
+
+# -- 模拟微信内打开 --------------------------------------------------------------------------------
+
+
+def test_wechat_switch_lets_a_desktop_browser_take_the_jsapi_path(server):
+    desktop = _shopper(server, DESKTOP_UA)
+    order = desktop.buy()
+    refused = desktop.http.get(f"{server.url}/orders/{order['order_no']}/pay?method=jsapi", timeout=10)
+    assert refused.status_code == 403 and "请在微信客户端打开链接" in refused.text
+    assert "模拟微信内打开" in refused.text  # the dead end offers the way on
+    page = desktop.http.get(f"{server.url}/", timeout=10)
+    switched = desktop.http.post(f"{server.url}/sandbox/control/wechat-browser",
+                                 data={"csrf_token": TOKEN.search(page.text).group(1), "mode": "wechat",
+                                       "next": f"/orders/{order['order_no']}/pay"}, timeout=10)
+    assert switched.status_code == 200 and 'id="jsapi-pay"' in switched.text  # followed: OAuth, then the page
+    assert "已模拟微信内打开" in switched.text
+    page = desktop.http.get(f"{server.url}/", timeout=10)
+    off = desktop.http.post(f"{server.url}/sandbox/control/wechat-browser",
+                            data={"csrf_token": TOKEN.search(page.text).group(1), "mode": "off",
+                                  "next": "https://evil.example/"}, allow_redirects=False, timeout=10)
+    assert off.status_code == 303 and off.headers["Location"] == "/"  # never leaves the site
+    order = desktop.buy()
+    assert 'id="qr"' in desktop.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10).text
+
+
+def test_wechat_switch_refuses_a_post_without_the_csrf_token(server):
+    desktop = _shopper(server, DESKTOP_UA)
+    answer = desktop.http.post(f"{server.url}/sandbox/control/wechat-browser", data={"mode": "wechat"}, timeout=10)
+    assert answer.status_code == 400 and "sandbox_wechat_browser" not in answer.headers.get("Set-Cookie", "")
+
+
+def test_real_wechat_pay_mode_has_no_switch(make_app):
+    app = make_app(WECHATPAY_SANDBOX=False, WECHATPAY_API_BASE="https://api.mch.weixin.qq.com")
+    page = app.test_client().get("/", headers={"Cookie": "sandbox_wechat_browser=wechat"})
+    assert "模拟微信内打开" not in page.get_data(as_text=True)
+    assert app.test_client().post("/sandbox/control/wechat-browser").status_code == 404

@@ -1,10 +1,10 @@
 """Checkout: the order page, the Native QR checkout page and its QR image."""
 
-from flask import Blueprint, Response, redirect, render_template, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from ..errors import ShopError
 from ..models import OrderStatus
-from ..services import orders, payments, qr
+from ..services import orders, payments, qr, scenes
 from ..web import check_csrf, shopper_id
 
 bp = Blueprint("checkout", __name__)
@@ -59,6 +59,7 @@ def _render_pay(found, payment):
         renew_url=url_for("checkout.renew", order_no=found.order_no),
         payments_url=url_for("api.create_payment", order_no=found.order_no),
         order_url=url_for("checkout.order", order_no=found.order_no),
+        on_phone=scenes.detect_method(request.user_agent.string) != "native",
     )
 
 

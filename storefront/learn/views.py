@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, redirect, render_template, send_from_directory, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, send_from_directory, url_for
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -107,7 +107,7 @@ def start(scene: str):
     """A fresh order of the first product for this session, then the split view."""
     _scene(scene)
     product_id = db.session.scalar(select(Product.id).where(Product.active).order_by(Product.id).limit(1))
-    order = orders.create_order(shopper_id(create=True), product_id, 1)
+    order = orders.create_order(shopper_id(create=True), product_id, 1, request.form.get("idempotency_key"))
     return redirect(url_for("learn.tour_order", scene=scene, order_no=order.order_no), code=303)
 
 
