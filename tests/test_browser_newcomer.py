@@ -145,7 +145,13 @@ def test_native_tour_guide_opens_the_scan_page_and_the_inspector_follows(open_co
     flow = page.frame_locator("#flow-frame")
     flow.locator("#flow-status", has_text="已支付").wait_for()
     flow.locator("#flow-steps > li.flow-step--new").first.wait_for()  # highlighted as it arrived
-    assert page.frame_locator("#shop-frame").locator("#summary-title").inner_text() == "订单已支付"
+    from playwright.sync_api import expect
+
+    shop = page.frame_locator("#shop-frame")
+    expect(shop.locator("#paid")).to_be_visible()
+    expect(shop.locator("#summary-title")).to_have_text("订单已支付")  # no longer 确认订单
+    expect(shop.locator("#summary-total-label")).to_have_text("实付金额")
+    expect(shop.locator("#paid-what")).to_contain_text("支付 ¥")
     snap(page, "N3-native-tour-paid", full_page=False)
 
 
@@ -290,5 +296,9 @@ def test_axe_finds_no_serious_violation_on_any_page(open_context, server, axe_so
     check("phone-checkout-h5", phone)
     phone.goto(f"/orders/{other}/flow")
     check("phone-flow", phone)
+    phone.goto("/sandbox/")
+    check("phone-console", phone)
+    phone.goto(f"/tour/native/{other}")
+    check("phone-tour", phone)
     bad = {name: issues for name, issues in found.items() if issues}
     assert not bad, bad

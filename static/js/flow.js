@@ -25,6 +25,12 @@
     return ids;
   }
 
+  // The reader's own scrolling or clicking wins: no jump for a while after it.
+  var touched = 0;
+  ['wheel', 'touchstart', 'keydown', 'mousedown'].forEach(function (name) {
+    window.addEventListener(name, function () { touched = Date.now(); }, { passive: true });
+  });
+
   // New steps: scroll this page (not the tour around it) to the first one and highlight them.
   function highlight(before) {
     var fresh = [];
@@ -35,9 +41,14 @@
       var row = body.querySelectorAll('.seq [data-step="' + li.id.replace(/^step-/, '') + '"]');
       row.forEach(function (a) { a.classList.add('seq__row--new'); });
     });
+    if (Date.now() - touched < 8000) return fadeLater(fresh);
     var top = fresh[0].getBoundingClientRect().top + window.pageYOffset - 60;
     var reduce = window.matchMedia && window.matchMedia('(prefers-reduced-motion: reduce)').matches;
     window.scrollTo({ top: Math.max(top, 0), behavior: reduce ? 'auto' : 'smooth' });
+    fadeLater(fresh);
+  }
+
+  function fadeLater(fresh) {
     setTimeout(function () {
       fresh.forEach(function (li) { li.classList.remove('flow-step--new'); });
       body.querySelectorAll('.seq__row--new').forEach(function (a) { a.classList.remove('seq__row--new'); });
