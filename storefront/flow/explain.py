@@ -95,11 +95,11 @@ def explanation(kind: str) -> Explanation:
             "native", "2-qr", "shop", "browser"),
         "qr_expired": Explanation(
             _("二维码过期"),
-            _("倒计时结束：这一笔支付尝试不再可付，页面提示刷新二维码。"),
+            _("倒计时结束：这一笔支付尝试不再可付，页面自动请求新的二维码（连续自动更新几次后，改为等顾客点「刷新二维码」）。"),
             _("常见错误：不关单就生成新码，顾客用旧码付款后订单被付两次。"),
             "lifecycle", "expired-qr", "browser", "browser"),
         "qr_renew": Explanation(
-            _("刷新二维码"), _("顾客请求新的二维码：商户先关闭旧的支付尝试，再用新的 out_trade_no 下单。"),
+            _("二维码更新"), _("页面（或顾客）请求新的二维码：商户先关闭旧的支付尝试，再用新的 out_trade_no 下单。"),
             _("常见错误：沿用同一个 out_trade_no 但改了参数（如 time_expire），微信返回「商户订单号重复」。"),
             "lifecycle", "expired-qr", "browser", "shop"),
         "paid_shown": Explanation(
