@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LiveServer, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -193,7 +192,8 @@ def test_phone_sees_a_readable_diagram_that_scrolls_sideways(open_context, serve
     assert box["width"] >= 600  # not shrunk to the phone's width: 12 px labels stay 12 px
     scroller = page.locator(".seq-scroll")
     assert scroller.evaluate("el => el.scrollWidth > el.clientWidth")
-    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")  # the page itself does not
+    # ...while the page itself does not scroll sideways.
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
     snap(page, "N4-phone-flow")
 
 
