@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -302,3 +303,24 @@ def test_axe_finds_no_serious_violation_on_any_page(open_context, server, axe_so
     check("phone-tour", phone)
     bad = {name: issues for name, issues in found.items() if issues}
     assert not bad, bad
+
+
+def test_merchant_refund_page_refreshes_itself_until_the_refund_settles(open_context, server):
+    from playwright.sync_api import expect
+
+    page = open_context().new_page()
+    order_no = page.request.post("/api/orders", data={"product_id": 1, "quantity": 1}).json()["order_no"]
+    out_trade_no = page.request.post(f"/api/orders/{order_no}/payments", data={"method": "native"}).json()[
+        "out_trade_no"]
+    assert page.request.post("/sandbox/control/pay", data={"out_trade_no": out_trade_no, "result": "SUCCESS"}).ok
+    wait_for(lambda: page.request.get(f"/api/orders/{order_no}").json()["status"] == "paid")
+    password = (Path(server.app.instance_path) / "merchant_password").read_text().strip()
+    page.goto("/merchant/login")
+    page.locator("input[name=password]").fill(password)
+    page.locator("#login").click()
+    page.goto(f"/merchant/orders/{order_no}")
+    page.locator("#refund-amount").fill("1.00")
+    page.locator("#refund-submit").click()
+    # Nobody reloads: the page does, while the refund is 退款处理中, and stops once it settled.
+    expect(page.locator(".badge--refund-success")).to_be_visible(timeout=30_000)
+    expect(page.locator("#auto-refresh")).to_have_count(0)
