@@ -89,7 +89,7 @@ def test_jsapi_tour_with_the_inspector_open_twenty_times(open_context, server):
         page.locator(".tour__actions .wechat-switch__button").click()
         page.wait_for_url(re.compile(rf"/tour/jsapi/{order_no}"))
         shop = page.frame_locator("#shop-frame")
-        shop.locator("#jsapi-pay, #wechat-notice, .error").first.wait_for()
+        shop.locator("#jsapi-pay, #wechat-notice, .error-page").first.wait_for()
         if shop.locator("#jsapi-pay").count() != 1:
             failures.append((run, shop.locator("body").inner_text()[:200]))
         elif run == 19:
