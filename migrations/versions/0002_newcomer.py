@@ -1,6 +1,6 @@
 """server-side OAuth state, order idempotency keys, login messages awaiting their order
 
-Revision ID: 0002
+Revision ID: 0002_newcomer
 Revises: 0001
 Create Date: 2026-11-30 18:10:00
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002'
+revision = '0002_newcomer'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
