@@ -152,6 +152,7 @@ def test_a_timestamp_refusal_is_named_for_its_check_and_the_raw_body_is_kept(ser
     notify = _step(_flow(shopper, order["order_no"]), "notify_payment")
     assert notify["refusal"] == "时间戳超出 5 分钟" and "时间戳超出 5 分钟" in notify["title"]
     assert "验签失败" not in notify["title"]
+    assert notify["answer"] == "401 ✗ 时间戳超出 5 分钟"  # the diagram's answer arrow says it too
     raw = notify["sections"][0]["raw"]
     assert raw.startswith('{"id":') and "\n" not in raw  # the bytes as sent, not re-indented
     page = shopper.http.get(f"{server.url}/orders/{order['order_no']}/flow", timeout=10).text

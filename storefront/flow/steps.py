@@ -191,7 +191,7 @@ def _notify_step(message: ProtocolMessage) -> Step:
         title=title, refusal=refusal,
         label="TRANSACTION.SUCCESS" if message.kind == "notify_payment" else message.kind,
         explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no,
-        answer=f"{message.status}" + (" ✓" if ok else " FAIL"), sections=sections, checks=checks,
+        answer=f"{message.status}" + (" ✓" if ok else f" ✗ {refusal}" if refusal else " FAIL"), sections=sections, checks=checks,
         verify_message=message.verify_message, verification=message.verification,
         verify_serial=message.verify_serial,
     )
