@@ -324,3 +324,17 @@ def test_merchant_refund_page_refreshes_itself_until_the_refund_settles(open_con
     # Nobody reloads: the page does, while the refund is 退款处理中, and stops once it settled.
     expect(page.locator(".badge--refund-success")).to_be_visible(timeout=30_000)
     expect(page.locator("#auto-refresh")).to_have_count(0)
+
+
+def test_h5_tour_from_a_desktop_browser(open_context):
+    page = open_context().new_page()
+    start_tour(page, "h5")
+    shop = page.frame_locator("#shop-frame")
+    shop.locator("#h5-pay").wait_for()
+    page.locator("[data-action=click][data-target='#h5-pay']").click()
+    shop.locator("#pay").click()  # in the simulator's H5 cashier, inside the shop frame
+    shop.locator("#paid").wait_for(state="visible")
+    flow = page.frame_locator("#flow-frame")
+    flow.locator("#flow-status", has_text="已支付").wait_for()
+    found = kinds(flow)
+    assert "h5_redirect" in found and "prepay_h5" in found, found
