@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 HOST ?= 127.0.0.1
 
-.PHONY: run serve-prod test bench init clean docs-screenshots
+.PHONY: run serve-prod test lint bench init clean docs-screenshots
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ serve-prod: init
 
 test: $(VENV)/.dev init
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# make lint: ruff (lint and import order, ruff.toml); .ci/run runs it before make test
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
 
 # make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_flow.py)
 docs-screenshots: $(VENV)/.dev init

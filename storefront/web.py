@@ -6,9 +6,10 @@ import hmac
 import secrets
 from datetime import datetime, timezone
 
-from flask import Flask, abort, request, session
+from flask import Flask, abort, has_request_context, request, session
 
 from .i18n import _
+from .services import scenes
 from .wechatpay.times import BEIJING
 
 
@@ -19,6 +20,15 @@ def shopper_id(create: bool = False) -> str | None:
         current = session["shopper"] = secrets.token_urlsafe(24)
         session.permanent = True
     return current
+
+
+def request_origin() -> str:
+    """What made the shop call WeChat Pay, for the flow record: a page's poll, a page or form, else a job."""
+    if not has_request_context():
+        return "job"
+    if request.method == "GET" and request.path.startswith("/api/orders/"):
+        return "poll"
+    return f"{request.method} {request.path}"[:120]
 
 
 def csrf_token() -> str:
@@ -71,6 +81,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["_"] = _
     app.jinja_env.globals["wechat_emulation"] = wechat_emulation
     app.jinja_env.globals["idempotency_key"] = lambda: secrets.token_urlsafe(18)  # one per rendered form
+    # The scene registry: pages name and offer the payment methods by lookup, not by a list of their own.
+    app.jinja_env.globals["SCENES"] = scenes.SCENES
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
 

@@ -283,10 +283,11 @@ def test_a_pending_refund_page_refreshes_itself_until_it_settles(server):
     with server.app.app_context():
         from storefront.extensions import db
         from storefront.models import Payment
-        from storefront.services import orders
+        from storefront.services import refund_states
 
         found = db.session.query(Payment).filter_by(out_trade_no=payment["out_trade_no"]).one()
-        orders.create_refund(found, 100)  # asked, not yet answered: 退款处理中
+        refund_states.create_refund(found, 100)  # asked, not yet answered: 退款处理中
+        db.session.commit()
     page = shopper.http.get(f"{server.url}/orders/{order['order_no']}", timeout=10).text
     assert 'id="auto-refresh"' in page and "js/autorefresh.js" in page
 

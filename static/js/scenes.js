@@ -6,7 +6,7 @@
   var root = document.getElementById('checkout');
   if (!root) return;
 
-  // Bounded: WeChat may send the browser back before the payment is decided (reference §7.3).
+  // Bounded: WeChat may send the browser back before the payment is decided (WeChat Pay "H5支付": the return page must confirm with the server).
   var CONFIRM_TRIES = parseInt(root.getAttribute('data-confirm-tries'), 10) || 6;
   var CONFIRM_GAP_MS = parseInt(root.getAttribute('data-confirm-gap-ms'), 10) || 1500;
   var statusUrl = root.getAttribute('data-status-url');
