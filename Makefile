@@ -36,9 +36,9 @@ test: $(VENV)/.dev init
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-# make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_flow.py)
+# make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_*.py that shoot for the docs)
 docs-screenshots: $(VENV)/.dev init
-	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py
+	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py tests/test_browser_reconciliation.py
 
 bench: $(VENV)/.dev init
 	$(PY) -m bench

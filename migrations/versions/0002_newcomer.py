@@ -1,7 +1,7 @@
 """server-side OAuth state, order idempotency keys, login messages awaiting their order
 
 Revision ID: 0002_newcomer
-Revises: 0001
+Revises: a10_reconciliation
 Create Date: 2026-11-30 18:10:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0002_newcomer'
-down_revision = '0001'
+down_revision = 'a10_reconciliation'
 branch_labels = None
 depends_on = None
 

@@ -9,6 +9,7 @@
   var script = document.currentScript;
   var base = script ? script.src.replace(/\/jsapi\/bridge\.js(\?.*)?$/, '') : '/sandbox';
   var OK = 'get_brand_wcpay_request:ok';
+  var PASSWORD_DELAY_MS = 4000;  // how long the simulated payer types the password
   var CANCEL = 'get_brand_wcpay_request:cancel';
   var FAIL = 'get_brand_wcpay_request:fail';
 
@@ -168,14 +169,18 @@
       close.addEventListener('click', function () { finish({ err_msg: CANCEL }); });
       function setBusy(busy) { pay.disabled = fail.disabled = bank.disabled = paying.disabled = input.disabled = busy; }
       function act(result) {
+        if (done) return;
         setBusy(true);
         post('/jsapi/pay', { params: params, result: result }).then(function (answer) {
           if (answer.err_msg === OK) finish({ err_msg: OK });
-          else if (answer.trade_state === 'USERPAYING') {
-            // The payer is still typing the password: no callback yet; finishing pays.
+          else if (answer.payer_typing) {
+            // The payer is still typing the password: no callback yet; WeChat Pay's queries say
+            // NOTPAY meanwhile (USERPAYING is for payment-code orders only). Then it goes through.
             note.textContent = answer.message || '';
             setBusy(false);
             input.value = '';
+            // ...and goes through by itself a moment later, as a payer finishing the password would.
+            setTimeout(function () { act('SUCCESS'); }, PASSWORD_DELAY_MS);
           } else finish({ err_msg: FAIL, err_desc: answer.message || '' });
         }, function () { finish({ err_msg: FAIL, err_desc: t.network || '网络异常' }); });
       }

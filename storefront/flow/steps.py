@@ -39,7 +39,7 @@ REFUSAL_LABELS = {
 }
 LOGIN_KINDS = ("oauth_token", "jscode2session")
 STATUS_LABELS = {"pending": _("待支付"), "paid": _("已支付"), "closed": _("已关闭"), "refunded": _("已退款")}
-CAUSE_LABELS = {"shopper": _("顾客"), "notify": _("支付通知"), "query": _("主动查询"), "job": _("定时任务")}
+CAUSE_LABELS = {"shopper": _("顾客"), "notify": _("支付通知"), "query": _("主动查询"), "job": _("定时任务"), "bill": _("对账")}
 ORIGIN_LABELS = {"poll": _("页面轮询触发的主动查询"), "job": _("定时任务"), "browser": _("页面上报"),
                  "wechatpay": _("微信支付推送")}
 
