@@ -38,7 +38,7 @@ lint: $(VENV)/.dev
 
 # make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_*.py that shoot for the docs)
 docs-screenshots: $(VENV)/.dev init
-	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py tests/test_browser_reconciliation.py
+	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py tests/test_browser_reconciliation.py tests/test_browser_test_backend.py
 
 bench: $(VENV)/.dev init
 	$(PY) -m bench

@@ -1,7 +1,7 @@
 """server-side OAuth state, order idempotency keys, login messages awaiting their order
 
-Revision ID: 0002_newcomer
-Revises: a10_reconciliation
+Revision ID: a13_newcomer
+Revises: a12_sandbox_merchants
 Create Date: 2026-11-30 18:10:00
 
 """
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_newcomer'
-down_revision = 'a10_reconciliation'
+revision = 'a13_newcomer'
+down_revision = 'a12_sandbox_merchants'
 branch_labels = None
 depends_on = None
 
