@@ -202,11 +202,11 @@ def test_refund_query_is_labelled_with_its_refund_status():
     from storefront.models import utcnow
 
     message = SimpleNamespace(
-        id=1, at=utcnow(), kind="refund_query", method="GET", status=200, verification="passed",
-        title="GET /v3/refund/domestic/refunds/SF1P01R01", url="", request_headers="{}", request_body="",
-        response_headers="{}", response_body='{"out_refund_no":"SF1P01R01","status":"SUCCESS"}',
-        signed_message="GET\n/v3/refund/domestic/refunds/SF1P01R01\n1\nn\n\n", verify_message="", error="",
-        origin="job", out_trade_no=None, verify_serial="S")
+        id=1, at=utcnow(), kind="refund_query", method="GET", status=200, verification="none", direction="out",
+        title="GET /v3/refund/domestic/refunds/SF1P01R01", url="", request_headers={}, request_body="",
+        canonical_url="/v3/refund/domestic/refunds/SF1P01R01", fields={},
+        response_headers={}, response_body='{"out_refund_no":"SF1P01R01","status":"SUCCESS"}',
+        error="", origin="job", out_trade_no=None, verified_serial=None)
     step = _api_step(message)
     assert step.label == "查询退款" and step.answer.startswith("200 SUCCESS")
     assert step.sections[-1].raw == message.response_body

@@ -1,7 +1,7 @@
 """server-side OAuth state, order idempotency keys, login messages awaiting their order
 
 Revision ID: a13_newcomer
-Revises: a12_sandbox_merchants
+Revises: a11_compact_flow
 Create Date: 2026-11-30 18:10:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = 'a13_newcomer'
-down_revision = 'a12_sandbox_merchants'
+down_revision = 'a11_compact_flow'
 branch_labels = None
 depends_on = None
 

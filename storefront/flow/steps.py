@@ -94,11 +94,7 @@ class Step:
         }
 
 
-def _headers_text(raw: str) -> str:
-    try:
-        headers = json.loads(raw or "{}")
-    except ValueError:
-        return raw  # cut by the size bound: show what there is
+def _headers_text(headers: dict[str, str]) -> str:
     return "\n".join(f"{name}: {value}" for name, value in headers.items())
 
 
@@ -135,19 +131,22 @@ def _api_step(message: ProtocolMessage) -> Step:
         answer += " ✓"
     elif message.verification == "failed":
         answer += " ✗"
+    verify = flowlog.verify_message(message)
     path = (message.title.split(" ", 1)[1] if " " in message.title else message.title).split("?", 1)[0]
     login = message.kind in LOGIN_KINDS
     request_line = f"{message.method} {message.url}" if login and message.url else message.title
     sections = [
-        Section(_("请求"), request_line + (f"\n{_headers_text(message.request_headers)}" if not login else "")
+        Section(_("请求"), request_line
+                + (f"\n{_headers_text(flowlog.shown_request_headers(message))}" if not login else "")
                 + (f"\n\n{message.request_body}" if message.request_body else "")),
     ]
-    if message.signed_message:
-        sections.append(Section(_("签名串（商户用私钥签名的原文）"), message.signed_message, signed=True))
+    signed = "" if login else flowlog.signed_message(message)
+    if signed:
+        sections.append(Section(_("签名串（商户用私钥签名的原文）"), signed, signed=True))
     sections.append(_body_section(_("应答"), f"HTTP {status}\n{_headers_text(message.response_headers)}",
                                   message.response_body))
-    if message.verify_message:
-        sections.append(Section(_("验签串（微信支付签名的原文）"), message.verify_message, signed=True))
+    if verify:
+        sections.append(Section(_("验签串（微信支付签名的原文）"), verify, signed=True))
     if message.error:
         sections.append(Section(_("错误"), message.error))
     if message.kind == "refund_query":
@@ -160,17 +159,15 @@ def _api_step(message: ProtocolMessage) -> Step:
         id=f"m{message.id}", at=message.at, kind=message.kind, source=info.source, target=info.target,
         title=info.title, label=label,
         explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no, answer=answer,
-        sections=sections, signed_message=message.signed_message, verify_message=message.verify_message,
-        verification=message.verification, verify_serial=message.verify_serial,
+        sections=sections, signed_message=signed, verify_message=verify,
+        verification=message.verification, verify_serial=message.verified_serial,
     )
 
 
 def _notify_step(message: ProtocolMessage) -> Step:
     info = explanation(message.kind)
-    try:
-        checks = json.loads(message.checks or "[]")
-    except ValueError:
-        checks = []
+    checks = message.checks
+    verify = flowlog.verify_message(message)
     for check in checks:
         check["label"] = CHECK_LABELS.get(check.get("name"), check.get("name", ""))
     ok = message.status is not None and message.status < 300
@@ -178,11 +175,12 @@ def _notify_step(message: ProtocolMessage) -> Step:
     refusal = REFUSAL_LABELS.get(failed, "") if failed else ""
     sections = [
         _body_section(_("通知请求"), f"{message.title}\n{_headers_text(message.request_headers)}",
-                      message.request_body),
-        Section(_("验签串（微信支付签名的原文）"), message.verify_message, signed=True),
+                      flowlog.shown_request_body(message)),
+        Section(_("验签串（微信支付签名的原文）"), verify, signed=True),
     ]
-    if message.decrypted:
-        sections.append(Section(_("解密后的 resource"), message.decrypted))
+    decrypted = flowlog.decrypted_resource(message)
+    if decrypted:
+        sections.append(Section(_("解密后的 resource"), decrypted))
     sections.append(Section(_("商户应答"), f"HTTP {message.status}" + (f"\n\n{message.response_body}"
                                                                       if message.response_body else "")))
     title = info.title if not refusal else _("%(title)s · 被拒绝：%(check)s", title=info.title, check=refusal)
@@ -191,9 +189,9 @@ def _notify_step(message: ProtocolMessage) -> Step:
         title=title, refusal=refusal,
         label="TRANSACTION.SUCCESS" if message.kind == "notify_payment" else message.kind,
         explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no,
-        answer=f"{message.status}" + (" ✓" if ok else f" ✗ {refusal}" if refusal else " FAIL"), sections=sections, checks=checks,
-        verify_message=message.verify_message, verification=message.verification,
-        verify_serial=message.verify_serial,
+        answer=f"{message.status}" + (" ✓" if ok else f" ✗ {refusal}" if refusal else " FAIL"),
+        sections=sections, checks=checks, verify_message=verify, verification=message.verification,
+        verify_serial=message.verified_serial,
     )
 
 
@@ -222,14 +220,15 @@ def _note_step(message: ProtocolMessage) -> Step:
     """A step the shop took on its own: the OAuth redirect, the state check, paySign."""
     info = explanation(message.kind)
     sections = [Section(_("详情"), message.request_body or "—")]
-    if message.signed_message:
-        sections.append(Section(_("签名串（商户用私钥签名的原文）"), message.signed_message, signed=True))
+    signed = message.fields.get("signed_note") or ""
+    if signed:
+        sections.append(Section(_("签名串（商户用私钥签名的原文）"), signed, signed=True))
     labels = {"oauth_authorize": "302 authorize", "oauth_callback": "code + state", "pay_sign": "paySign"}
     return Step(
         id=f"m{message.id}", at=message.at, kind=message.kind, source=info.source, target=info.target,
         title=flowlog.SHOP_NOTES.get(message.kind, message.title), label=labels.get(message.kind, message.kind),
         explain=info, ok=message.verification != "failed", origin=message.origin,
-        out_trade_no=message.out_trade_no, sections=sections, signed_message=message.signed_message,
+        out_trade_no=message.out_trade_no, sections=sections, signed_message=signed,
     )
 
 
@@ -263,7 +262,9 @@ def _state_step(event, first_refund_events: frozenset[int] | set[int] = frozense
 
 def _success_time(message: ProtocolMessage) -> str | None:
     """The success_time a message revealed (decrypted notification or query answer), if any."""
-    source = message.decrypted if message.kind == "notify_payment" else message.response_body
+    if message.kind not in ("notify_payment", "query"):
+        return None
+    source = flowlog.decrypted_resource(message) if message.kind == "notify_payment" else message.response_body
     if message.kind not in ("notify_payment", "query") or not source:
         return None
     try:

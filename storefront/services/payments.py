@@ -49,12 +49,14 @@ def close_at_wechat(payment: Payment, cause: str, note: str = "") -> bool:
     return True
 
 
-def close_open_attempts(order: Order, cause: str, renewal: bool = False) -> None:
-    """Close every open attempt of the order. :raise OrderError: ``ORDERPAID`` if one was paid.
+def close_open_attempts(order: Order, cause: str, open_attempts: list[Payment] | None = None,
+                        renewal: bool = False) -> None:
+    """Close every open attempt of the order (``open_attempts``, if the caller has just loaded
+    them). :raise OrderError: ``ORDERPAID`` if one was paid.
 
     ``renewal``: a new QR code replaces a Native one; the order's record says so (二维码更新).
     """
-    for payment in orders.open_payments(order.id):
+    for payment in orders.open_payments(order.id) if open_attempts is None else open_attempts:
         note = ""
         if renewal and payment.method == "native":
             note = _("二维码更新：关闭旧的支付尝试 %(no)s，再用新的商户单号下单", no=payment.out_trade_no)
@@ -144,6 +146,8 @@ class PaymentNotifications:
                 paid_at=_paid_at(transaction),
                 cause="notify",
                 wechat_ref=received.event.id,
+                # The flow record links to the attempt this updated: no query to find it again.
+                on_applied=lambda order_id, payment_id: received.trace.linked(order_id, payment_id),
                 payer_total=transaction.payer_total,
             )  # committed by notifications.record with the records: one commit, atomic
         except OrderError:
