@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import LiveServer, Shopper, wait_for
+from conftest import LiveServer, Shopper, submit_start_form, wait_for
 from storefront.services import flowlog
 
 WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -60,7 +60,7 @@ def test_oauth_state_survives_a_poll_answered_with_the_old_cookie(server):
     assert flow.status_code == 200 and "Set-Cookie" not in flow.headers
     shopper.http.cookies.set("session", before)  # ...even if one had overwritten the cookie
     granted = shopper.http.get(start.headers["Location"], allow_redirects=False, timeout=10)
-    page = shopper.http.get(granted.headers["Location"], timeout=10)
+    page = submit_start_form(shopper.http, shopper.http.get(granted.headers["Location"], timeout=10), server.url)
     assert page.status_code == 200 and 'id="jsapi-pay"' in page.text, page.text[:300]
 
 
@@ -85,7 +85,8 @@ def test_oauth_state_is_used_once_and_only_by_its_shopper(server):
 def test_inspector_shows_oauth_and_pay_sign_with_the_appsecret_redacted(server):
     shopper = _shopper(server)
     order = shopper.buy()
-    page = shopper.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10)
+    page = submit_start_form(shopper.http, shopper.http.get(f"{server.url}/orders/{order['order_no']}/pay",
+                                                            timeout=10), server.url)
     assert 'id="jsapi-pay"' in page.text
     data = _flow(shopper, order["order_no"])
     kinds = [s["kind"] for s in data["steps"]]
@@ -132,7 +133,8 @@ def test_mini_program_login_joins_the_order_it_paid(server):
 def test_bridge_call_is_a_page_event_with_its_explanation(server):
     shopper = _shopper(server)
     order = shopper.buy()
-    shopper.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10)
+    submit_start_form(shopper.http, shopper.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10),
+                      server.url)
     answer = shopper.http.post(f"{server.url}/orders/{order['order_no']}/flow/events",
                                json={"event": "bridge_invoke", "detail": "getBrandWCPayRequest"}, timeout=10)
     assert answer.status_code == 204
@@ -153,7 +155,11 @@ def test_a_timestamp_refusal_is_named_for_its_check_and_the_raw_body_is_kept(ser
     assert notify["refusal"] == "时间戳超出 5 分钟" and "时间戳超出 5 分钟" in notify["title"]
     assert "验签失败" not in notify["title"]
     assert notify["answer"] == "401 ✗ 时间戳超出 5 分钟"  # the diagram's answer arrow says it too
-    raw = notify["sections"][0]["raw"]
+    # A notification that was handled is kept whole: its bytes as received, beside the pretty form.
+    shopper.pay_in_simulator(payment["out_trade_no"])
+    wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
+    handled = next(s for s in _flow(shopper, order["order_no"])["steps"] if s["kind"] == "notify_payment" and s["ok"])
+    raw = handled["sections"][0]["raw"]
     assert raw.startswith('{"id":') and "\n" not in raw  # the bytes as sent, not re-indented
     page = shopper.http.get(f"{server.url}/orders/{order['order_no']}/flow", timeout=10).text
     assert 'data-section="raw-body"' in page
@@ -296,11 +302,13 @@ def test_native_checkout_on_a_phone_does_not_mention_a_computer_camera(server):
     phone = _shopper(server, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
                              "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
     order = phone.buy()
-    page = phone.http.get(f"{server.url}/orders/{order['order_no']}/pay?method=native", timeout=10).text
+    page = submit_start_form(phone.http, phone.http.get(f"{server.url}/orders/{order['order_no']}/pay?method=native",
+                                                        timeout=10), server.url).text
     assert 'id="open-scan"' in page and "电脑没有摄像头" not in page
     desktop = _shopper(server, DESKTOP_UA)
     order = desktop.buy()
-    assert "电脑没有摄像头" in desktop.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10).text
+    page = desktop.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10)
+    assert "电脑没有摄像头" in submit_start_form(desktop.http, page, server.url).text
 
 
 def test_start_up_banner_names_shop_tour_console_and_merchant_password(app):
@@ -325,15 +333,17 @@ def test_wechat_switch_lets_a_desktop_browser_take_the_jsapi_path(server):
     switched = desktop.http.post(f"{server.url}/sandbox/control/wechat-browser",
                                  data={"csrf_token": TOKEN.search(page.text).group(1), "mode": "wechat",
                                        "next": f"/orders/{order['order_no']}/pay"}, timeout=10)
-    assert switched.status_code == 200 and 'id="jsapi-pay"' in switched.text  # followed: OAuth, then the page
-    assert "已模拟微信内打开" in switched.text
+    assert "已模拟微信内打开" in switched.text  # followed: OAuth, then the page
+    switched = submit_start_form(desktop.http, switched, server.url)
+    assert switched.status_code == 200 and 'id="jsapi-pay"' in switched.text
     page = desktop.http.get(f"{server.url}/", timeout=10)
     off = desktop.http.post(f"{server.url}/sandbox/control/wechat-browser",
                             data={"csrf_token": TOKEN.search(page.text).group(1), "mode": "off",
                                   "next": "https://evil.example/"}, allow_redirects=False, timeout=10)
     assert off.status_code == 303 and off.headers["Location"] == "/"  # never leaves the site
     order = desktop.buy()
-    assert 'id="qr"' in desktop.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10).text
+    page = desktop.http.get(f"{server.url}/orders/{order['order_no']}/pay", timeout=10)
+    assert 'id="qr"' in submit_start_form(desktop.http, page, server.url).text
 
 
 def test_wechat_switch_refuses_a_post_without_the_csrf_token(server):
@@ -342,8 +352,16 @@ def test_wechat_switch_refuses_a_post_without_the_csrf_token(server):
     assert answer.status_code == 400 and "sandbox_wechat_browser" not in answer.headers.get("Set-Cookie", "")
 
 
-def test_real_wechat_pay_mode_has_no_switch(make_app):
-    app = make_app(WECHATPAY_SANDBOX=False, WECHATPAY_API_BASE="https://api.mch.weixin.qq.com")
+def test_real_wechat_pay_mode_has_no_switch(tmp_path, instance_template):
+    import shutil
+
+    from storefront import create_app
+
+    # A production configuration production accepts (the demo merchant, against a loopback API base).
+    shutil.copytree(instance_template, tmp_path / "instance")
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 32 + "-a-long-random-enough-key", "WECHATPAY_SANDBOX": False,
+                      "AUTO_INIT": False, "WECHATPAY_API_BASE": "http://127.0.0.1:9/",
+                      "SHOP_BASE_URL": "https://shop.example.com"}, instance_path=str(tmp_path / "instance"))
     page = app.test_client().get("/", headers={"Cookie": "sandbox_wechat_browser=wechat"})
     assert "模拟微信内打开" not in page.get_data(as_text=True)
     assert app.test_client().post("/sandbox/control/wechat-browser").status_code == 404

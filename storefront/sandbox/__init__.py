@@ -34,6 +34,9 @@ def register(app: Flask) -> Mounted:
     from .wechat_browser import WeChatBrowserEmulation
 
     app.wsgi_app = WeChatBrowserEmulation(app.wsgi_app)  # type: ignore[method-assign]  # 模拟微信内打开
+    from .notifier import oldest_pending_seconds
+
+    app.extensions["sandbox_oldest_pending_seconds"] = oldest_pending_seconds  # for the shop's /metrics
     from .demo import ensure_demo_credentials
 
     # bootstrap.initialise runs it: the demo merchant's keys, on both sides, written once.

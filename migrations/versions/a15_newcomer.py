@@ -1,7 +1,7 @@
 """server-side OAuth state, order idempotency keys, login messages awaiting their order
 
-Revision ID: a13_newcomer
-Revises: a11_compact_flow
+Revision ID: a15_newcomer
+Revises: a14_merchant_sessions
 Create Date: 2026-11-30 18:10:00
 
 """
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = 'a13_newcomer'
-down_revision = 'a11_compact_flow'
+revision = 'a15_newcomer'
+down_revision = 'a14_merchant_sessions'
 branch_labels = None
 depends_on = None
 
