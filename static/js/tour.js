@@ -61,6 +61,8 @@
       if (action === 'click') {
         var target = inShop(button.getAttribute('data-target'));
         if (!target || target.disabled) return say(msg('wait'));
+        // WeChat's H5 cashier refuses to be framed: it opens in a tab of its own, as on a phone.
+        if (button.getAttribute('data-new-tab') === 'yes' && target.form) target.form.target = '_blank';
         target.click();
         return say('');
       }
