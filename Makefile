@@ -21,6 +21,7 @@ init: $(VENV)/.runtime
 	$(PY) -m flask --app wsgi init
 
 run: init
+	@$(PY) -m flask --app wsgi banner --host $(HOST) --port $(PORT)
 	PORT=$(PORT) SCHEDULER_INTERVAL_SECONDS=60 $(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT) --with-threads --no-reload --no-debugger
 
 # Four gunicorn workers against PostgreSQL (the machine's local server by default).
