@@ -1,12 +1,14 @@
 # make run: serve the shop and the embedded WeChat Pay simulator on http://127.0.0.1:$(PORT)
 # make test: the whole test suite (what .ci/run calls)
+# make translations: compile the message catalogues; make translations-update: extract the strings
+#   from the code and templates and merge them into every language (README, "Languages")
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
 HOST ?= 127.0.0.1
 
-.PHONY: run serve-prod test bench init clean docs-screenshots
+.PHONY: run serve-prod test bench init clean docs-screenshots cjk-fonts translations translations-update
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +19,20 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-init: $(VENV)/.runtime
+init: $(VENV)/.runtime translations
 	$(PY) -m flask --app wsgi init
+
+# Catalogues: storefront/translations/<lang>/LC_MESSAGES/messages.po (committed) -> .mo (built here).
+TRANSLATIONS := storefront/translations
+BABEL_EXTRACT := $(VENV)/bin/pybabel extract -F babel.cfg -k _l --no-location --sort-output --omit-header
+
+translations: $(VENV)/.runtime
+	$(VENV)/bin/pybabel compile -d $(TRANSLATIONS) --statistics
+
+translations-update: $(VENV)/.runtime
+	$(BABEL_EXTRACT) -o $(TRANSLATIONS)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-wrap --ignore-obsolete \
+		--ignore-pot-creation-date
 
 run: init
 	PORT=$(PORT) SCHEDULER_INTERVAL_SECONDS=60 $(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT) --with-threads --no-reload --no-debugger
@@ -31,9 +45,19 @@ serve-prod: init
 test: $(VENV)/.dev init
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# make docs-screenshots: retake docs/img/*.png with the test suite's browser (tests/test_browser_flow.py)
-docs-screenshots: $(VENV)/.dev init
+# make docs-screenshots: retake the docs' screenshots with the test suite's browser
+# (tests/test_browser_flow.py), in Chinese (docs/img/, for docs/zh/) and English (docs/img/en/, for docs/en/).
+docs-screenshots: cjk-fonts $(VENV)/.dev init
 	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py
+	DOCS_SCREENSHOTS=1 DOCS_LANG=en $(PY) -m pytest -q tests/test_browser_flow.py
+
+# Without a CJK font Chromium draws every Chinese glyph as a box: refuse rather than commit such screenshots.
+cjk-fonts:
+	@if ! command -v fc-list >/dev/null 2>&1 || [ -z "$$(fc-list :lang=zh family 2>/dev/null)" ]; then \
+		echo "make docs-screenshots: no CJK font found (fc-list :lang=zh is empty)." >&2; \
+		echo "  Chinese would be drawn as boxes. Install one first: sudo apt-get install fonts-noto-cjk" >&2; \
+		exit 1; \
+	fi
 
 bench: $(VENV)/.dev init
 	$(PY) -m bench

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from flask import Flask, abort, request, session
 
+from . import i18n
 from .i18n import _
 from .wechatpay.times import BEIJING
 
@@ -57,8 +58,7 @@ def beijing(moment: datetime | None) -> str:
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.add_extension("jinja2.ext.i18n")
-    app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    i18n.register(app)  # Flask-Babel: the reader's language, catalogues, {{ _() }} in templates
     app.jinja_env.filters["yuan"] = yuan
     app.jinja_env.filters["beijing"] = beijing
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -6,6 +6,11 @@
   var root = document.getElementById('checkout');
   if (!root) return;
 
+  // The page's language: translations of these strings arrive in <script type="application/json" id="sf-i18n">.
+  var strings = {};
+  try { strings = JSON.parse((document.getElementById('sf-i18n') || {}).textContent || '{}'); } catch (e) { /* Chinese */ }
+  function t(text) { return strings[text] || text; }
+
   // Bounded: WeChat may send the browser back before the payment is decided (reference §7.3).
   var CONFIRM_TRIES = parseInt(root.getAttribute('data-confirm-tries'), 10) || 6;
   var CONFIRM_GAP_MS = parseInt(root.getAttribute('data-confirm-gap-ms'), 10) || 1500;
@@ -84,9 +89,10 @@
       say('');
       confirm(CONFIRM_TRIES); // a hint, not proof: the server decides
     } else if (result === 'get_brand_wcpay_request:cancel') {
-      say('您已取消支付，订单仍待支付，可以随时重新支付。');
+      say(t('您已取消支付，订单仍待支付，可以随时重新支付。'));
     } else {
-      say('支付未完成' + (res && res.err_desc ? '：' + res.err_desc : '') + '。请重试，或换用其他支付方式。');
+      say(t('支付未完成') + (res && res.err_desc ? t('：%s').replace('%s', res.err_desc) : '') +
+          t('。请重试，或换用其他支付方式。'));
     }
   }
 

@@ -7,28 +7,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..i18n import _
+from ..i18n import _, _l, translate_data
 from ..models import Order, ProtocolMessage
 from ..services import flowlog
 from ..wechatpay.times import BEIJING
 from .explain import Explanation, explanation
 
 CHECK_LABELS = {
-    "headers": _("签名头齐全（Wechatpay-Timestamp/Nonce/Signature/Serial）"),
-    "serial": _("Wechatpay-Serial 是已知的微信支付公钥"),
-    "timestamp": _("时间戳在 5 分钟之内"),
-    "signature": _("RSA-SHA256 签名验证"),
-    "decrypt": _("AES-256-GCM 解密 resource"),
-    "mchid": _("商户号是本商户"),
-    "appid": _("AppID 属于本商户"),
-    "trade_state": _("交易状态为 SUCCESS"),
-    "amount": _("金额与订单一致（通知 / 订单，单位：分）"),
-    "outcome": _("幂等入账并应答"),
+    "headers": _l("签名头齐全（Wechatpay-Timestamp/Nonce/Signature/Serial）"),
+    "serial": _l("Wechatpay-Serial 是已知的微信支付公钥"),
+    "timestamp": _l("时间戳在 5 分钟之内"),
+    "signature": _l("RSA-SHA256 签名验证"),
+    "decrypt": _l("AES-256-GCM 解密 resource"),
+    "mchid": _l("商户号是本商户"),
+    "appid": _l("AppID 属于本商户"),
+    "trade_state": _l("交易状态为 SUCCESS"),
+    "amount": _l("金额与订单一致（通知 / 订单，单位：分）"),
+    "outcome": _l("幂等入账并应答"),
 }
-STATUS_LABELS = {"pending": _("待支付"), "paid": _("已支付"), "closed": _("已关闭"), "refunded": _("已退款")}
-CAUSE_LABELS = {"shopper": _("顾客"), "notify": _("支付通知"), "query": _("主动查询"), "job": _("定时任务")}
-ORIGIN_LABELS = {"poll": _("页面轮询触发的主动查询"), "job": _("定时任务"), "browser": _("页面上报"),
-                 "wechatpay": _("微信支付推送")}
+STATUS_LABELS = {"pending": _l("待支付"), "paid": _l("已支付"), "closed": _l("已关闭"), "refunded": _l("已退款")}
+CAUSE_LABELS = {"shopper": _l("顾客"), "notify": _l("支付通知"), "query": _l("主动查询"), "job": _l("定时任务")}
+ORIGIN_LABELS = {"poll": _l("页面轮询触发的主动查询"), "job": _l("定时任务"), "browser": _l("页面上报"),
+                 "wechatpay": _l("微信支付推送")}
 
 
 @dataclass
@@ -178,14 +178,14 @@ def _state_step(event) -> Step:
     source_label = STATUS_LABELS.get(event.from_status, event.from_status)
     target_label = STATUS_LABELS.get(event.to_status, event.to_status)
     move = target_label if created else f"{source_label} → {target_label}"
-    text = f"{move}\n{_('原因')}: {CAUSE_LABELS.get(event.cause, event.cause)}"
+    text = f"{move}\n" + _("原因：%(cause)s", cause=CAUSE_LABELS.get(event.cause, event.cause))
     if event.note:
-        text += f"\n{event.note}"
+        text += f"\n{translate_data(event.note)}"
     if event.wechat_ref:
         text += f"\n{event.wechat_ref}"
     return Step(
         id=f"e{event.id}", at=event.at, kind="order_created" if created else "state", source=info.source,
-        target=info.target, title=info.title if created else f"{info.title}：{move}",
+        target=info.target, title=info.title if created else _("%(title)s：%(move)s", title=info.title, move=move),
         label=_("下单") if created else move, explain=info, ok=True, origin=event.cause,
         sections=[Section(_("状态机记录"), text)],
     )

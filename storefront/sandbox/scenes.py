@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 
 from ..extensions import db
+from ..i18n import N_
 from ..models import utcnow
 from ..wechatpay.errors import SignatureError
 from ..wechatpay.signing import pay_sign_message
@@ -29,10 +30,10 @@ LOGIN_CODE_LIFETIME = timedelta(minutes=5)
 H5_TYPES = {"Wap", "iOS", "Android"}
 
 # What WeChat's intermediate page shows (reference §7.3), checked in this order.
-H5_IN_WECHAT = "请在微信外打开订单，进行支付"
-H5_NO_REFERER = "商家参数格式有误，请联系商家解决"
-H5_WRONG_DOMAIN = "商家存在未配置的参数，请联系商家解决"
-H5_EXPIRED = "支付请求已失效，请重新发起支付"
+H5_IN_WECHAT = N_("请在微信外打开订单，进行支付")
+H5_NO_REFERER = N_("商家参数格式有误，请联系商家解决")
+H5_WRONG_DOMAIN = N_("商家存在未配置的参数，请联系商家解决")
+H5_EXPIRED = N_("支付请求已失效，请重新发起支付")
 
 
 def new_prepay_id(now: datetime | None = None) -> str:

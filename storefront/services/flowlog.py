@@ -27,7 +27,7 @@ from flask import Flask, current_app, has_app_context, has_request_context, requ
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from ..extensions import db
-from ..i18n import _
+from ..i18n import _, _l
 from ..models import Payment, ProtocolMessage, utcnow
 from ..wechatpay import DecryptError, Notification, SignatureError, WeChatPayError
 from ..wechatpay.client import Exchange
@@ -57,14 +57,14 @@ _QUERY_SECRET = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z0-9_]*(?:%s)=)[^&\s\"'#]*"
 _SECRET_HEADERS = {"cookie", "set-cookie", "x-csrf-token"}
 
 BROWSER_EVENTS = {
-    "qr_shown": _("二维码已展示"),
-    "qr_expired": _("二维码已过期"),
-    "qr_renew": _("顾客刷新二维码"),
-    "paid_shown": _("页面显示支付成功"),
-    "h5_redirect": _("跳转到微信支付 H5 收银台"),
-    "h5_returned": _("从 H5 收银台返回"),
-    "bridge_result": _("微信客户端返回支付结果"),
-    "requestpayment_result": _("小程序返回支付结果"),
+    "qr_shown": _l("二维码已展示"),
+    "qr_expired": _l("二维码已过期"),
+    "qr_renew": _l("顾客刷新二维码"),
+    "paid_shown": _l("页面显示支付成功"),
+    "h5_redirect": _l("跳转到微信支付 H5 收银台"),
+    "h5_returned": _l("从 H5 收银台返回"),
+    "bridge_result": _l("微信客户端返回支付结果"),
+    "requestpayment_result": _l("小程序返回支付结果"),
 }
 MAX_BROWSER_EVENTS_PER_ORDER = 200
 MAX_DETAIL_CHARS = 300
@@ -534,7 +534,7 @@ def record_browser_event(order_id: int, event: str, out_trade_no: str | None, de
         "at": utcnow(),
         "direction": "browser",
         "kind": event,
-        "title": BROWSER_EVENTS[event],
+        "title": str(BROWSER_EVENTS[event]),
         "origin": "browser",
         "request_body": detail[:MAX_DETAIL_CHARS],
     })

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import ShopError
 from ..extensions import db
-from ..i18n import _
+from ..i18n import _, to_source
 from ..models import (
     OPEN_PAYMENT_STATUSES,
     Order,
@@ -99,7 +99,7 @@ def _record(
 ) -> None:
     db.session.add(
         OrderEvent(order_id=order_id, payment_id=payment_id, from_status=source, to_status=target,
-                   cause=cause, note=note[:200], wechat_ref=wechat_ref)
+                   cause=cause, note=to_source(note)[:200], wechat_ref=wechat_ref)
     )
 
 
