@@ -255,6 +255,7 @@ def test_the_served_interface_page_is_written_for_users(client):
                          "yours to design", "Platform.now"):
             assert internal not in text, (lang, internal)
         assert "/api/orders" in text and "/notify/wechatpay" in text and "?lang=" in text
+        assert "\\|" not in text and "GET|POST /sandbox/control/clock" in text  # table cells read as written
 
 
 def test_docs_screenshots_exist_in_both_languages():

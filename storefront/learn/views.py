@@ -133,6 +133,7 @@ DOC_DIRS = {"zh_CN": "zh", "en": "en"}
 _DOC_LINK = re.compile(r'href="(?:\.\./(zh|en)/)?([a-z0-9-]+)\.md(#[^"]*)?"')
 _DOC_IMAGE = re.compile(r'src="(?:\.\./)?img/([^"]+)"')
 _ROOT_LINK = re.compile(r'href="/(?!/)([^"]*)"')
+_TABLE_CELL = re.compile(r"<td>.*?</td>", re.S)
 
 
 def _doc_url(page: str, **params: str) -> str:
@@ -144,6 +145,8 @@ def _render_markdown(text: str) -> Markup:
     import markdown
 
     html = markdown.markdown(text, extensions=["fenced_code", "tables", "toc"], output_format="html")
+    # A "|" inside a table cell is written "\|" (GitHub's table syntax); the reader sees "|".
+    html = _TABLE_CELL.sub(lambda m: m.group(0).replace("\\|", "|"), html)
 
     def doc_link(match: re.Match[str]) -> str:
         language, page, anchor = match.groups()
