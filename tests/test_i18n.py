@@ -96,7 +96,9 @@ def test_cjk_fonts_are_required_for_docs_screenshots(tmp_path):
     stub = tmp_path / "fc-list"
     stub.write_text("#!/bin/sh\nexit 0\n")  # fontconfig present, no font for :lang=zh
     stub.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    # Under make test the parent make's flags (-j, a jobserver) must not leak into this one.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["PATH"] = f"{tmp_path}:{os.environ['PATH']}"
     refused = subprocess.run(["make", "-s", "docs-screenshots"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert refused.returncode != 0
     assert "fonts-noto-cjk" in refused.stderr and "fc-list" in refused.stderr
