@@ -34,7 +34,7 @@ def _(message: str, **variables: object) -> str:
     return gettext(message, **variables)
 
 
-def _l(message: str, **variables: object):  # noqa: ANN201 (flask_babel's LazyString)
+def lazy(message: str, **variables: object):  # noqa: ANN201 (flask_babel's LazyString)
     """``_`` evaluated when the text is shown: for module-level tables built before any request."""
     return lazy_gettext(message, **variables)
 

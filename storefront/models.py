@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
-from .i18n import _l
+from .i18n import lazy as _l
 
 
 def utcnow() -> datetime:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..i18n import _, _l, translate_data
+from ..i18n import _, translate_data
+from ..i18n import lazy as _l
 from ..models import Order, ProtocolMessage
 from ..services import flowlog
 from ..wechatpay.times import BEIJING

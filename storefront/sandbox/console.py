@@ -13,7 +13,8 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..i18n import _, _l
+from ..i18n import _
+from ..i18n import lazy as _l
 from ..web import check_csrf
 from . import refunds, sandbox
 from .models import SandboxApiCall, SandboxDelivery, SandboxNotification, SandboxRefund, SandboxTransaction

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from sqlalchemy import select
 
 from ..extensions import db
-from ..i18n import _l
+from ..i18n import lazy as _l
 from ..web import check_csrf
 from . import sandbox
 from .models import SandboxDelivery, SandboxNotification, SandboxTransaction

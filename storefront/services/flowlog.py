@@ -27,7 +27,7 @@ from flask import Flask, current_app, has_app_context, has_request_context, requ
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from ..extensions import db
-from ..i18n import _, _l
+from ..i18n import lazy as _l
 from ..models import Payment, ProtocolMessage, utcnow
 from ..wechatpay import DecryptError, Notification, SignatureError, WeChatPayError
 from ..wechatpay.client import Exchange
