@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 HOST ?= 127.0.0.1
 
-.PHONY: run serve-prod test bench init clean docs-screenshots cjk-fonts translations translations-update
+.PHONY: run serve-prod test lint bench init clean docs-screenshots cjk-fonts translations translations-update
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ serve-prod: init
 
 test: $(VENV)/.dev init
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# make lint: ruff (lint and import order, ruff.toml); .ci/run runs it before make test
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
 
 # make docs-screenshots: retake the docs' screenshots with the test suite's browser
 # (tests/test_browser_flow.py), in Chinese (docs/img/, for docs/zh/) and English (docs/img/en/, for docs/en/).

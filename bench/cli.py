@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         return max(floor, int(value * scale))
 
     # Imported here, not at the top: the load generator's child process imports this package.
+    from . import lifecycle, scenarios
     from .env import Environment
     from .report import table
-    from . import lifecycle, scenarios
 
     parts = args.only or ["notify", "payments", "crypto", "lifecycle"]
     database_url = os.environ.get("DATABASE_URL") or None

@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 
 from storefront import bootstrap, create_app
 from storefront.extensions import db
+from storefront.sandbox import demo
 
 from . import load
 
@@ -145,7 +146,7 @@ class Environment:
         if self._template is not None:
             shutil.copytree(self._template, instance)
         else:
-            bootstrap.ensure_demo_credentials(instance)
+            demo.ensure_demo_credentials(instance)
         settings = {
             "SECRET_KEY": "bench-secret",
             "WECHATPAY_SANDBOX": True,

@@ -273,7 +273,8 @@ def crypto_vs_sdk(env: Environment, rounds: int = DEFAULTS["rounds"], sign_loops
     Both sides get the same pre-loaded key objects where the SDK's API takes one (``rsa_sign``,
     ``rsa_verify``); ``aes_decrypt`` takes the key string and builds its AESGCM on every call.
     """
-    from wechatpayv3 import __version__ as sdk_version, utils as sdk
+    from wechatpayv3 import __version__ as sdk_version
+    from wechatpayv3 import utils as sdk
     from wechatpayv3.core import Core
 
     from storefront.wechatpay import aead
@@ -284,7 +285,6 @@ def crypto_vs_sdk(env: Environment, rounds: int = DEFAULTS["rounds"], sign_loops
 
     gw = env.gateway
     creds = gw.credentials
-    platform = env.platform
 
     # sign: a real prepay request's message, with the merchant key both sides share.
     body = json_body({

@@ -1,10 +1,9 @@
 import logging
 from logging.config import fileConfig
 
-from sqlalchemy import MetaData
-from flask import current_app
-
 from alembic import context
+from flask import current_app
+from sqlalchemy import MetaData
 
 USE_TWOPHASE = False
 

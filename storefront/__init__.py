@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from flask import Flask
 
 from .extensions import db, migrate
-
-ROOT = Path(__file__).resolve().parent.parent  # holds templates/, static/, instance/
+from .paths import ROOT  # the repository: templates/, static/, instance/
 
 
 def _flag(value: str) -> bool:
@@ -119,7 +117,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     # Schema changes are Alembic migrations (migrations/), one script for both databases.
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)  # SQLite ALTERs
 
-    from . import api, catalog, checkout, commands, errors, gateway, notify, web
+    from . import api, catalog, checkout, commands, endpoints, errors, gateway, notify, web
 
     if app.config["PROXY_FIX_X_FOR"] > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -131,7 +129,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from . import flow, learn
     from .services import flowlog
 
-    flowlog.register(app)  # the flow record the inspector reads; the gateway's clients report to it
+    flowlog.register(app, origin=web.request_origin)  # the flow record the inspector reads; the gateway's clients report to it
     app.register_blueprint(flow.bp)
     app.register_blueprint(learn.bp)
     app.register_blueprint(catalog.bp)
@@ -146,9 +144,13 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.register_blueprint(oauth.bp, url_prefix="/oauth")
     app.register_blueprint(miniprogram.bp, url_prefix="/api/miniprogram")
     if app.config["WECHATPAY_SANDBOX"]:
+        # The one place the shop knows the simulator: mounted here, seen elsewhere only as URLs.
         from . import sandbox
 
-        sandbox.register(app)
+        mounted = sandbox.register(app)
+        endpoints.register(app, endpoints.build(app.config, mount=mounted.mount, bridge_script=mounted.bridge_script))
+    else:
+        endpoints.register(app, endpoints.build(app.config))
     errors.register(app)
     commands.register(app)
     if app.config["AUTO_INIT"]:

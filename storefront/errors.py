@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .i18n import _
@@ -26,7 +26,8 @@ def _answer(status: int, code: str, message: str):
         return {"error": {"code": code, "message": message}}, status
     if request.path.startswith("/notify/"):
         return {"code": "FAIL", "message": message[:64]}, status
-    if request.path.startswith("/sandbox/") and request.accept_mimetypes.best == "application/json":
+    mount = current_app.extensions["wechat_endpoints"].mount if "wechat_endpoints" in current_app.extensions else ""
+    if mount and request.path.startswith(mount + "/") and request.accept_mimetypes.best == "application/json":
         return {"code": code, "message": message}, status
     return render_template("errors/error.html", status=status, code=code, message=message), status
 

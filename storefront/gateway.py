@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, current_app, has_request_context, request
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from . import endpoints
 from .wechatpay import Client, Exchange, Notification, Verifier, aead
 from .wechatpay.certificates import CertificateStore
-from .wechatpay.notify import parse_notification
 from .wechatpay.client import is_loopback_http
 from .wechatpay.keys import PrivateKey, PublicKey, certificate_serial, load_private_key, load_public_key
+from .wechatpay.notify import parse_notification
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,11 @@ class Gateway:
             appsecret=config.get("WECHATPAY_APPSECRET") or stored.get("appsecret"),
             miniprogram_appsecret=config.get("WECHATPAY_MINIPROGRAM_APPSECRET") or stored.get("miniprogram_appsecret"),
         )
+
+    @property
+    def loaded_credentials(self) -> Credentials | None:
+        """The credentials if already loaded, else None (never loads keys)."""
+        return self._credentials
 
     @property
     def credentials(self) -> Credentials:
@@ -204,7 +209,8 @@ def shop_base_url() -> str:
 
 
 def api_base() -> str:
-    return current_app.config["WECHATPAY_API_BASE"] or shop_base_url() + "/sandbox"
+    """WeChat Pay API v3's base (``endpoints.WeChatEndpoints``)."""
+    return endpoints.current().api(shop_base_url())
 
 
 def client() -> Client:
@@ -213,4 +219,10 @@ def client() -> Client:
 
 
 def notify_url() -> str:
-    return current_app.config["WECHATPAY_NOTIFY_URL"] or shop_base_url() + "/notify/wechatpay"
+    """Where WeChat Pay reports payments: ``WECHATPAY_NOTIFY_URL`` or the shop's own route."""
+    return endpoints.current().notify(shop_base_url())
+
+
+def refund_notify_url() -> str:
+    """Where WeChat Pay reports refunds: ``WECHATPAY_REFUND_NOTIFY_URL`` or the shop's own route."""
+    return endpoints.current().refund_notify(shop_base_url())

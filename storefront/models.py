@@ -8,13 +8,9 @@ from datetime import datetime, timezone
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .clock import utcnow
 from .extensions import db
 from .i18n import lazy as _l
-
-
-def utcnow() -> datetime:
-    """Naive UTC: portable across SQLite and PostgreSQL ``timestamp`` columns."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class OrderStatus(enum.StrEnum):

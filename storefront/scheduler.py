@@ -11,12 +11,13 @@ import threading
 
 from flask import Flask
 
+from .services import jobs
+
 log = logging.getLogger(__name__)
 
 
 def start(app: Flask, interval_seconds: float) -> threading.Event:
     """Run the jobs every ``interval_seconds`` in a daemon thread; set the returned event to stop."""
-    from .services import jobs
 
     stop = threading.Event()
 

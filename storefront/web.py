@@ -6,10 +6,11 @@ import hmac
 import secrets
 from datetime import datetime, timezone
 
-from flask import Flask, abort, request, session
+from flask import Flask, abort, has_request_context, request, session
 
 from . import i18n
 from .i18n import _
+from .services import scenes
 from .wechatpay.times import BEIJING
 
 
@@ -20,6 +21,15 @@ def shopper_id(create: bool = False) -> str | None:
         current = session["shopper"] = secrets.token_urlsafe(24)
         session.permanent = True
     return current
+
+
+def request_origin() -> str:
+    """What made the shop call WeChat Pay, for the flow record: a page's poll, a page or form, else a job."""
+    if not has_request_context():
+        return "job"
+    if request.method == "GET" and request.path.startswith("/api/orders/"):
+        return "poll"
+    return f"{request.method} {request.path}"[:120]
 
 
 def csrf_token() -> str:
@@ -64,5 +74,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["sandbox_mode"] = bool(app.config["WECHATPAY_SANDBOX"])
     app.jinja_env.globals["_"] = _
+    # The scene registry: pages name and offer the payment methods by lookup, not by a list of their own.
+    app.jinja_env.globals["SCENES"] = scenes.SCENES
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")

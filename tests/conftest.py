@@ -13,6 +13,7 @@ from werkzeug.serving import make_server
 
 from storefront import bootstrap, create_app
 from storefront.extensions import db
+from storefront.sandbox import demo
 
 VECTORS = Path(__file__).parent / "vectors"
 # A PostgreSQL URL here runs the shop's tables on PostgreSQL (the simulator keeps SQLite).
@@ -23,7 +24,7 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 def instance_template(tmp_path_factory) -> Path:
     """Demo credentials generated once per run (RSA key generation is slow), copied per test."""
     folder = tmp_path_factory.mktemp("instance-template")
-    bootstrap.ensure_demo_credentials(folder)
+    demo.ensure_demo_credentials(folder)
     return folder
 
 

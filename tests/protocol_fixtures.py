@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from storefront.wechatpay import aead, keys as wpkeys, signing
+from storefront.wechatpay import aead, signing
+from storefront.wechatpay import keys as wpkeys
+from storefront.wechatpay.notify import build_notification
 
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 VECTORS: dict[str, Any] = json.loads((VECTORS_DIR / "vectors.json").read_text(encoding="utf-8"))
@@ -71,22 +73,9 @@ def notification_body(
     event_type: str = "TRANSACTION.SUCCESS",
 ) -> bytes:
     """The outer JSON of a notification, resource encrypted the way WeChat Pay does it."""
-    ciphertext = aead.encrypt(aead.cipher(apiv3_key), nonce, resource_plaintext, associated_data)
-    outer = {
-        "id": "EV-2026112700000001",
-        "create_time": "2026-11-27T10:34:56+08:00",
-        "resource_type": "encrypt-resource",
-        "event_type": event_type,
-        "summary": "支付成功",
-        "resource": {
-            "original_type": "transaction",
-            "algorithm": aead.ALGORITHM,
-            "ciphertext": ciphertext,
-            "associated_data": associated_data,
-            "nonce": nonce,
-        },
-    }
-    return json.dumps(outer, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return build_notification(aead.cipher(apiv3_key), resource_plaintext, event_type=event_type, summary="支付成功",
+                              create_time="2026-11-27T10:34:56+08:00", associated_data=associated_data,
+                              event_id="EV-2026112700000001", nonce=nonce)
 
 
 def signed_by_wechatpay(

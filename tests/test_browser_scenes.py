@@ -190,8 +190,8 @@ def test_one_order_switched_from_native_to_h5_is_paid_once(open_context, live_se
     phone = open_context(**WECHAT).new_page()
     phone.goto(native_code_url)
     expect(phone.locator(".state__title")).to_have_text("订单已关闭")
-    from storefront.models import Order
     from storefront.extensions import db
+    from storefront.models import Order
 
     with live_server.app.app_context():
         order = db.session.scalar(db.select(Order).where(Order.order_no == order_no))

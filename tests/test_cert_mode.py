@@ -13,8 +13,8 @@ from sqlalchemy import select
 from conftest import LiveServer, Shopper, wait_for
 from storefront.extensions import db
 from storefront.models import NotificationRecord
+from storefront.sandbox.control import certificates_answer
 from storefront.sandbox.models import SandboxApiCall, SandboxDelivery
-from storefront.sandbox.views_api import certificates_answer
 from storefront.wechatpay import DecryptError, SignatureError, Verifier, aead
 from storefront.wechatpay.certificates import CertificateStore, TokenBucket, parse_certificates
 from storefront.wechatpay.client import json_body

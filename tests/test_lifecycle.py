@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from helpers import order_row, payment_row, unreachable_wechatpay
 from sqlalchemy import select, update
 
 from conftest import LiveServer, Shopper, wait_for
@@ -37,14 +38,6 @@ def serve(make_app):
         server.stop()
 
 
-def order_row(app, order_no: str) -> Order:
-    with app.app_context():
-        return db.session.scalar(select(Order).where(Order.order_no == order_no))
-
-
-def payment_row(app, out_trade_no: str) -> Payment:
-    with app.app_context():
-        return db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
 
 
 def history(app, order_no: str) -> list[OrderEvent]:
@@ -174,11 +167,8 @@ def test_close_expired_closes_at_wechat_first_then_locally_and_closes_the_order(
     expire_locally(app, out_trade_no)
 
     # WeChat Pay unreachable: nothing may close locally, or a payer could pay a "closed" order.
-    app.config["WECHATPAY_API_BASE"] = "http://127.0.0.1:9/sandbox"
-    try:
+    with unreachable_wechatpay(app):
         assert "closed 0 attempt(s)" in run_job(app, "close-expired")
-    finally:
-        app.config["WECHATPAY_API_BASE"] = None
     assert payment_row(app, out_trade_no).status == "notpay"
     assert order_row(app, order_no).status == "pending"
     assert sim_state(app, out_trade_no) == "NOTPAY"

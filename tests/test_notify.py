@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from flask import request
+from helpers import order_row, payment_row
 from sqlalchemy import func, select
 
 from conftest import LiveServer, Shopper, wait_for
@@ -25,7 +26,7 @@ from storefront.extensions import db
 from storefront.models import NotificationRecord, Order, OrderEvent, Payment, utcnow
 from storefront.services import orders
 from storefront.wechatpay import aead, keys, signing
-from storefront.wechatpay.client import json_body
+from storefront.wechatpay.notify import build_notification
 from storefront.wechatpay.times import format_time
 
 OTHER_MCHID = "1900000109"
@@ -48,7 +49,7 @@ class WeChatPaySide:
         self.aes = aead.cipher(config["apiv3_key"])
 
     def resource(self, out_trade_no: str, amount_total: int, **changes) -> dict:
-        """The decrypted transaction of a successful payment (reference §6.3)."""
+        """The decrypted transaction of a successful payment (WeChat Pay "支付通知")."""
         data = {
             "mchid": self.mchid, "appid": self.appid, "out_trade_no": out_trade_no,
             "transaction_id": "4200" + "".join(secrets.choice("0123456789") for _ in range(24)),
@@ -63,15 +64,9 @@ class WeChatPaySide:
 
     def body(self, resource: dict, *, aes=None, event_id: str | None = None) -> bytes:
         """The outer JSON, resource encrypted with a fresh 12-character nonce."""
-        nonce = secrets.token_hex(6)
-        ciphertext = aead.encrypt(aes or self.aes, nonce, json_body(resource).encode("utf-8"), "transaction")
-        outer = {
-            "id": event_id or str(uuid.uuid4()), "create_time": format_time(utcnow()),
-            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-            "resource": {"original_type": "transaction", "algorithm": aead.ALGORITHM, "ciphertext": ciphertext,
-                         "associated_data": "transaction", "nonce": nonce},
-        }
-        return json_body(outer).encode("utf-8")
+        return build_notification(aes or self.aes, resource, event_type="TRANSACTION.SUCCESS", summary="支付成功",
+                                  create_time=format_time(utcnow()), event_id=event_id,
+                                  nonce=secrets.token_hex(6))
 
     def headers(self, body: bytes, *, timestamp: int | None = None, serial: str | None = None,
                 private_key=None) -> dict[str, str]:
@@ -87,14 +82,6 @@ def post_notification(base_url: str, body: bytes, headers: dict[str, str]) -> re
     return requests.post(f"{base_url}/notify/wechatpay", data=body, headers=headers, timeout=20)
 
 
-def order_row(app, order_no: str) -> Order:
-    with app.app_context():
-        return db.session.scalar(select(Order).where(Order.order_no == order_no))
-
-
-def payment_row(app, out_trade_no: str) -> Payment:
-    with app.app_context():
-        return db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
 
 
 def events(app, order_no: str) -> list[tuple[str, str, str]]:

@@ -15,13 +15,12 @@ import requests
 from sqlalchemy import select
 
 from conftest import LiveServer, Shopper, wait_for
+from storefront import gateway
 from storefront.extensions import db
-from storefront.models import NotificationRecord, Order, Refund
+from storefront.models import NotificationRecord, Order, Refund, utcnow
 from storefront.sandbox import refunds as sandbox_refunds
 from storefront.sandbox.models import SandboxRefund
 from storefront.services import orders as order_service
-from storefront import gateway
-from storefront.models import utcnow
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -190,6 +189,7 @@ def _refund_notification(server: LiveServer, number: str, **resource_changes):
 
     from storefront.wechatpay import aead
     from storefront.wechatpay.client import json_body
+    from storefront.wechatpay.notify import build_notification
 
     platform = server.app.extensions["sandbox"].platform
     with server.app.app_context():
@@ -200,9 +200,12 @@ def _refund_notification(server: LiveServer, number: str, **resource_changes):
         resource = json.loads(aead.decrypt(platform.aes, outer["resource"]["nonce"], outer["resource"]["ciphertext"],
                                            "refund"))
         resource.update(resource_changes)
-        outer["resource"]["ciphertext"] = aead.encrypt(platform.aes, outer["resource"]["nonce"],
-                                                       json_body(resource).encode(), "refund")
-    body = json_body(outer)
+        # The same envelope around the changed resource, sealed as WeChat Pay seals it.
+        body = build_notification(platform.aes, resource, event_type=outer["event_type"], summary=outer["summary"],
+                                  create_time=outer["create_time"], original_type="refund", event_id=outer["id"],
+                                  nonce=outer["resource"]["nonce"]).decode("utf-8")
+    else:
+        body = json_body(outer)
     with server.app.app_context():
         headers = platform.notification_headers(body)
     return headers, body

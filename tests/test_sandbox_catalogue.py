@@ -89,7 +89,7 @@ def test_ordering_or_paying_a_closed_order_is_order_closed(m):
     assert close.status_code == 204 and close.content == b""
     assert error(m.send("POST", NATIVE, body)) == (400, {"code": "ORDER_CLOSED", "message": "订单已关闭"})
     assert error(m.pay(body["out_trade_no"])) == (409, {"code": "ORDER_CLOSED", "message": "订单已关闭"})
-    # Closing it again answers 204, as the real API does (reference §9.3): ORDER_CLOSED is for
+    # Closing it again answers 204, as the real API does ("关闭订单"): ORDER_CLOSED is for
     # ordering or paying a closed order.
     again = m.send("POST", f"/v3/pay/transactions/out-trade-no/{body['out_trade_no']}/close", {"mchid": "1230000109"})
     assert again.status_code == 204

@@ -126,7 +126,7 @@ def test_fast_forward_runs_a_whole_day_of_retries(real_time_server):
     wait_for(lambda: len(rows()) == 1)
     for attempt in range(2, len(RETRY_INTERVALS_SECONDS) + 2):
         assert m.control("clock", {"to": "next_retry"}).status_code == 200
-        wait_for(lambda: len(rows()) == attempt)
+        wait_for(lambda: len(rows()) == attempt)  # noqa: B023  waited for within this iteration
     done = rows()
     assert [d.http_status for d in done] == [404] * 16
     gaps = [(b.at - a.at).total_seconds() for a, b in zip(done, done[1:])]

@@ -469,18 +469,21 @@ def test_switching_scene_when_the_open_attempt_was_paid_shows_paid_and_charges_o
 
 
 def test_oauth_settings_default_to_the_simulator_and_to_weixin_in_production(live_server):
+    from storefront import endpoints
     from storefront.services import identity
     from storefront.wechatpay.oauth import authorize_url
 
     app = live_server.app
     with app.test_request_context(base_url=live_server.url):
         assert identity.oauth_base() == identity.oauth_api_base() == f"{live_server.url}/sandbox"
-        app.config["WECHATPAY_SANDBOX"] = False
+        # In production no simulator is mounted: the endpoints are built without one.
+        simulated = app.extensions["wechat_endpoints"]
+        app.extensions["wechat_endpoints"] = endpoints.build(app.config)
         try:
             assert identity.oauth_base() == "https://open.weixin.qq.com"
             assert identity.oauth_api_base() == "https://api.weixin.qq.com"
         finally:
-            app.config["WECHATPAY_SANDBOX"] = True
+            app.extensions["wechat_endpoints"] = simulated
     assert authorize_url("wxAPPID", "https://shop.example.com/oauth/wechat/callback", "abc123") == (
         "https://open.weixin.qq.com/connect/oauth2/authorize?appid=wxAPPID"
         "&redirect_uri=https%3A%2F%2Fshop.example.com%2Foauth%2Fwechat%2Fcallback"
@@ -491,7 +494,7 @@ def test_oauth_settings_default_to_the_simulator_and_to_weixin_in_production(liv
 def test_an_instance_without_appsecrets_gets_them_once(tmp_path, instance_template):
     import shutil
 
-    from storefront import bootstrap
+    from storefront.sandbox import demo
 
     instance = tmp_path / "old"
     shutil.copytree(instance_template, instance)
@@ -505,12 +508,12 @@ def test_an_instance_without_appsecrets_gets_them_once(tmp_path, instance_templa
     merchant.pop("apps")
     merchant_file.write_text(json.dumps(merchant))
 
-    bootstrap.ensure_demo_credentials(instance)
+    demo.ensure_demo_credentials(instance)
     upgraded = json.loads(credentials_file.read_text())
     apps = json.loads(merchant_file.read_text())["apps"]
     assert upgraded["apiv3_key"] == old["apiv3_key"]  # nothing else changed
     assert apps[upgraded["appid"]] == {"type": "official_account", "secret": upgraded["appsecret"]}
     assert apps[upgraded["miniprogram_appid"]]["secret"] == upgraded["miniprogram_appsecret"]
     assert oct(credentials_file.stat().st_mode & 0o777) == "0o600"
-    bootstrap.ensure_demo_credentials(instance)
+    demo.ensure_demo_credentials(instance)
     assert json.loads(credentials_file.read_text()) == upgraded  # idempotent

@@ -1,8 +1,8 @@
-"""The independent ``wechatpayv3`` SDK (2.0.4) against the live simulator (reference §14.1).
+"""The independent ``wechatpayv3`` SDK (2.0.4) against the live simulator.
 
 The SDK signs with ``json.dumps`` defaults (ASCII escapes, ``", "`` separators) and verifies every
 2xx answer itself, so a simulator that re-serialised bodies or signed sloppily would fail here.
-The SDK checks no timestamp window (reference §4.2): that part is ours, tested elsewhere.
+The SDK checks no timestamp window (WeChat Pay "签名验证" asks for one): that part is ours, tested elsewhere.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def _sdk(server, monkeypatch, cert_dir: Path | None, public_key_mode: bool) -> W
             apiv3_key=credentials["apiv3_key"], notify_url=server.url + "/notify/wechatpay",
             cert_dir=str(cert_dir) if cert_dir else None, timeout=(5, 10), **options,
         )
-    wxpay._core._gate_way = server.url + "/sandbox"  # reference §14.1
+    wxpay._core._gate_way = server.url + "/sandbox"  # the SDK's API base, pointed at the simulator
     if not public_key_mode:
         wxpay._core._init_certificates()  # now from the simulator: GET /v3/certificates, decrypt, cache
     return wxpay

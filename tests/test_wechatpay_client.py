@@ -137,7 +137,7 @@ class FakeWeChatPay:
             raise
 
     def _check(self, request: BaseHTTPRequestHandler, canonical_url: str, body: bytes) -> tuple[dict, str]:
-        """WeChat Pay's request checks, §3.4 of the reference, written independently of storefront."""
+        """WeChat Pay's request checks, as WeChat Pay's "签名生成" describes them, written independently of storefront."""
         headers = request.headers
         if headers.get("Accept") != "application/json" or not headers.get("User-Agent"):
             raise Refused(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent")

@@ -13,7 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from wechatpayv3 import WeChatPay, WeChatPayType, core as sdk_core, utils as sdk_utils
+from wechatpayv3 import WeChatPay, WeChatPayType
+from wechatpayv3 import core as sdk_core
+from wechatpayv3 import utils as sdk_utils
 
 from protocol_fixtures import (  # noqa: F401 - keys is a fixture
     APIV3_KEY,

@@ -11,7 +11,7 @@
   try { strings = JSON.parse((document.getElementById('sf-i18n') || {}).textContent || '{}'); } catch (e) { /* Chinese */ }
   function t(text) { return strings[text] || text; }
 
-  // Bounded: WeChat may send the browser back before the payment is decided (reference §7.3).
+  // Bounded: WeChat may send the browser back before the payment is decided (WeChat Pay "H5支付": the return page must confirm with the server).
   var CONFIRM_TRIES = parseInt(root.getAttribute('data-confirm-tries'), 10) || 6;
   var CONFIRM_GAP_MS = parseInt(root.getAttribute('data-confirm-gap-ms'), 10) || 1500;
   var statusUrl = root.getAttribute('data-status-url');

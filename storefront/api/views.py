@@ -1,6 +1,6 @@
 """The JSON API of interface.md, over the same services as the pages."""
 
-from flask import Blueprint, request, url_for
+from flask import request, url_for
 from sqlalchemy import select
 
 from ..errors import ShopError
@@ -8,10 +8,10 @@ from ..extensions import db
 from ..i18n import _
 from ..models import Order, Payment, Product
 from ..services import orders, payments
-from ..wechatpay.times import format_time
 from ..web import shopper_id
-
-bp = Blueprint("api", __name__)
+from ..wechatpay.times import format_time
+from . import bp
+from .scenes import create_payment as create_scene_payment
 
 
 @bp.before_request
@@ -93,10 +93,4 @@ def order(order_no: str):
 def create_payment(order_no: str):
     data = _body()
     found = orders.owned_order(order_no, shopper_id())
-    method = data.get("method", "native")
-    if method != "native":
-        from . import scenes  # h5, jsapi, miniprogram
-
-        return scenes.create_payment(found, method, data), 201
-    payment = payments.pay_native(found)
-    return _payment_json(found, payment), 201
+    return create_scene_payment(found, data.get("method", "native"), data, _payment_json), 201

@@ -1,15 +1,28 @@
-"""Checkout: the order page, the Native QR checkout page and its QR image."""
+"""Checkout: the order page, the payment page of every scene, and the Native QR image."""
 
-from flask import Blueprint, Response, redirect, render_template, url_for
+from __future__ import annotations
 
+import json
+
+from flask import Response, current_app, redirect, render_template, request, url_for
+
+from .. import endpoints, gateway
 from ..errors import ShopError
 from ..i18n import _
-from ..models import OrderStatus
-from ..services import orders, payments, qr
-from ..web import check_csrf, shopper_id
+from ..models import Order, OrderStatus, Payment
+from ..services import identity, orders, qr, scenes
+from ..web import shopper_id
+from . import bp
+from .urls import order_urls
 
-bp = Blueprint("checkout", __name__)
-bp.before_request(check_csrf)
+
+def chosen_method() -> str:
+    """``?method=`` when it names a page scene, else what the User-Agent says
+    (WeChat Pay's "H5支付" and "JSAPI支付" product pages: which scene for which browser)."""
+    override = request.args.get("method", "")
+    if override in scenes.PAGE_METHODS:
+        return override
+    return scenes.detect_method(request.user_agent.string)
 
 
 @bp.get("/orders/<order_no>")
@@ -21,21 +34,57 @@ def order(order_no: str):
 
 @bp.get("/orders/<order_no>/pay")
 def pay(order_no: str):
+    """The checkout page of the chosen scene: start (or reuse) its attempt, render its template."""
     found = orders.owned_order(order_no, shopper_id())
     if found.status != OrderStatus.PENDING:
         return redirect(url_for("checkout.order", order_no=order_no))
-    from . import scenes as scene_pages  # its routes live on this blueprint too
-
-    method = scene_pages.chosen_method()
-    if method != "native":
-        return scene_pages.pay(found, method)  # H5, JSAPI, mini program web-view: checkout/scenes.py
+    scene = scenes.scene(chosen_method())
+    assert scene is not None and scene.template is not None
+    if scene.payer == "miniprogram":
+        # A mini program web-view cannot pay: the mini program itself must (its template says so).
+        return render_template(scene.template, order=found, method=scene.method, **order_urls(found))
+    context = scenes.Context(payer_client_ip=request.remote_addr or "")
+    if scene.payer == "oauth":
+        openid = identity.session_openid(scenes.jsapi_appid(scene.method))
+        if not openid:
+            # snsapi_base: WeChat answers with a code at once, the payer sees nothing.
+            callback = gateway.shop_base_url() + url_for("oauth.callback")
+            here = url_for("checkout.pay", order_no=order_no, method=scene.method)
+            return redirect(identity.start_authorization(callback, here), code=302)
+        context = scenes.Context(openid=openid)
     try:
-        payment = payments.pay_native(found)
+        payment = scenes.start_attempt(found, scene, context)
     except ShopError as exc:
-        if exc.code == "ORDERPAID":
+        # A close that answered ORDERPAID: the payer was faster. Show the paid order, never charge twice.
+        if exc.code in ("ORDERPAID", "ORDER_CLOSED"):
             return redirect(url_for("checkout.order", order_no=order_no))
         raise
-    return _render_pay(found, payment)
+    return render_template(scene.template, order=found, payment=payment, method=scene.method,
+                           **page_context(found, payment, scene))
+
+
+def page_context(found: Order, payment: Payment, scene: scenes.Scene) -> dict[str, object]:
+    """What a scene's page shows beyond the order and the attempt: the URLs its script needs."""
+    config = current_app.config
+    no = found.order_no
+    values: dict[str, object] = {
+        **order_urls(found),
+        "confirm_tries": config.get("RETURN_PAGE_QUERIES", 6),
+        "confirm_gap_ms": config.get("RETURN_PAGE_QUERY_GAP_MS", 1500),
+        "pay_again_url": url_for("checkout.pay", order_no=no, method=scene.method),
+        "renew_url": url_for("checkout.renew", order_no=no),
+        "payments_url": url_for("api.create_payment", order_no=no),
+    }
+    if payment.code_url:
+        values["qr_image_url"] = url_for("checkout.qr_image", order_no=no, out_trade_no=payment.out_trade_no)
+    if payment.h5_url:
+        values["go_url"] = url_for("checkout.h5_go", order_no=no)
+        values["link_expires_at"] = scenes.h5_url_expires_at(payment)
+    if payment.prepay_id:
+        values["pay_params"] = json.dumps(scenes.pay_params(payment))
+        bridge = endpoints.current().bridge_script  # the simulator's WeixinJSBridge, when mounted
+        values["bridge_url"] = url_for(bridge) if bridge else ""
+    return values
 
 
 @bp.post("/orders/<order_no>/pay/renew")
@@ -43,24 +92,11 @@ def renew(order_no: str):
     found = orders.owned_order(order_no, shopper_id())
     if found.status == OrderStatus.PENDING:
         try:
-            payments.renew_native(found)
+            scenes.renew_native(found)
         except ShopError as exc:
             if exc.code != "ORDERPAID":
                 raise
     return redirect(url_for("checkout.pay", order_no=order_no), code=303)
-
-
-def _render_pay(found, payment):
-    return render_template(
-        "checkout/pay.html",
-        order=found,
-        payment=payment,
-        qr_image_url=url_for("checkout.qr_image", order_no=found.order_no, out_trade_no=payment.out_trade_no),
-        status_url=url_for("api.order", order_no=found.order_no),
-        renew_url=url_for("checkout.renew", order_no=found.order_no),
-        payments_url=url_for("api.create_payment", order_no=found.order_no),
-        order_url=url_for("checkout.order", order_no=found.order_no),
-    )
 
 
 @bp.get("/orders/<order_no>/payments/<out_trade_no>/qr.png")

@@ -11,10 +11,11 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from markupsafe import Markup
 from sqlalchemy import select
 
-from .. import ROOT, i18n
+from .. import i18n
 from ..extensions import db
 from ..i18n import _
 from ..models import Product
+from ..paths import ROOT
 from ..services import orders
 from ..web import check_csrf, shopper_id
 
@@ -68,7 +69,7 @@ def scenes() -> list[Scene]:
 
 # (module, function) each scene's checkout calls: a scene appears in the tour once it exists.
 SCENE_FUNCTIONS = {
-    "native": ("storefront.services.payments", "pay_native"),
+    "native": ("storefront.services.scenes", "pay_native"),
     "h5": ("storefront.services.scenes", "pay_h5"),
     "jsapi": ("storefront.services.scenes", "pay_jsapi"),
     "miniprogram": ("storefront.services.scenes", "pay_jsapi"),  # the same endpoint, the mini program's appid

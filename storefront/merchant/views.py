@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from ..errors import ShopError
 from ..extensions import db
 from ..i18n import _
-from ..models import Order, OrderStatus
-from ..services import orders, refunds
+from ..models import Order, OrderStatus, Refund
+from ..services import refund_states, refunds
 from ..web import check_csrf
 from ..wechatpay import WeChatPayError
 
@@ -155,7 +155,7 @@ def order(order_no: str):
     found = _order(order_no)
     refunds.refresh_pending(found)
     payment = refunds.order_payment(found)
-    refundable = orders.refundable(payment) if payment is not None and found.status == OrderStatus.PAID else 0
+    refundable = refund_states.refundable(payment) if payment is not None and found.status == OrderStatus.PAID else 0
     return render_template("merchant/order.html", order=found, payment=payment, refundable=refundable)
 
 
@@ -178,7 +178,6 @@ def refund(order_no: str):
 @login_required
 def query_refund(out_refund_no: str):
     check_csrf()
-    from ..models import Refund
 
     found = db.session.scalar(select(Refund).where(Refund.out_refund_no == out_refund_no)) or abort(404)
     order_no = db.session.scalar(select(Order.order_no).where(Order.id == found.order_id))

@@ -1,2 +1,3 @@
 from .views import bp
+
 __all__ = ["bp"]

@@ -3,7 +3,7 @@
 from flask import Blueprint, request
 
 from ..models import utcnow
-from ..services import payments
+from ..services import payments, refunds
 
 bp = Blueprint("notify", __name__)
 
@@ -15,7 +15,8 @@ def payment():
     # The raw bytes: the signature covers them, not a re-serialised dict.
     body = request.get_data(cache=False)
     # The handler also writes the flow inspector's record, committed with the payment itself.
-    result = payments.handle_payment_notification(request.headers, body, received_at)
+    result = payments.handle_payment_notification(request.headers, body, received_at,
+                                                  path=request.path, url=request.url)
     if result.status < 300:
         return "", 204
     return {"code": "FAIL", "message": result.reason[:64] or "FAIL"}, result.status
@@ -24,11 +25,10 @@ def payment():
 @bp.post("/wechatpay/refund")
 def refund():
     """WeChat Pay reports a refund's end (REFUND.SUCCESS/ABNORMAL/CLOSED). Answer 204, a repeat included."""
-    from ..services import refunds
-
     received_at = utcnow()
     body = request.get_data(cache=False)
-    result = refunds.handle_refund_notification(request.headers, body, received_at)
+    result = refunds.handle_refund_notification(request.headers, body, received_at,
+                                                path=request.path, url=request.url)
     if result.status < 300:
         return "", 204
     return {"code": "FAIL", "message": result.reason[:64] or "FAIL"}, result.status

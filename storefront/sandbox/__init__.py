@@ -2,72 +2,39 @@
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
+from dataclasses import dataclass
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 
-from .notifier import Notifier
-from .simulator import Platform
+from .state import MOUNT, Sandbox, sandbox
 
-
-class Sandbox:
-    """Per-app simulator state: its keys (loaded once, on first use) and its notifier."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self._lock = threading.Lock()
-        self._platform: Platform | None = None
-        self._notifier: Notifier | None = None
-
-    @property
-    def platform(self) -> Platform:
-        if self._platform is None:
-            with self._lock:
-                if self._platform is None:
-                    config = self.app.config
-                    self._platform = Platform(
-                        Path(self.app.instance_path), config["SANDBOX_MERCHANT_NAME"], config["SANDBOX_TIME_SCALE"],
-                        config=config,
-                    )
-        return self._platform
-
-    @property
-    def notifier(self) -> Notifier:
-        if self._notifier is None:
-            platform = self.platform
-            with self._lock:
-                if self._notifier is None:
-                    self._notifier = Notifier(self.app, platform)
-        return self._notifier
-
-    def notify_soon(self) -> None:
-        """New notifications are stored: deliver them now (if this process delivers)."""
-        if self.app.config["SANDBOX_NOTIFIER"]:
-            self.notifier.wake()
-
-    def stop(self) -> None:
-        if self._notifier is not None:
-            self._notifier.stop()
+__all__ = ["MOUNT", "Mounted", "Sandbox", "register", "sandbox"]
 
 
-def sandbox() -> Sandbox:
-    return current_app.extensions["sandbox"]
+@dataclass(frozen=True)
+class Mounted:
+    """What the shop may know of the mounted simulator: its path and its bridge script's endpoint."""
+
+    mount: str
+    bridge_script: str
 
 
-def register(app: Flask) -> None:
-    from . import tamper  # noqa: F401  adds the guided tour's tampered-notification control to bp
-    from . import console, views_api  # noqa: F401  # more routes on the same blueprint
-    from .views import bp
+def register(app: Flask) -> Mounted:
+    """Mount the simulator at ``/sandbox``: its routes, its demo merchant's files, its CLI command."""
+    # Each module adds its routes to the nested blueprints (blueprints.py) as it is imported.
+    from . import console, scene_views, tamper, views, views_api  # noqa: F401
+    from .blueprints import assemble
+    from .scene_views import install_log_redaction
 
     state = Sandbox(app)
     app.extensions["sandbox"] = state
-    app.register_blueprint(bp, url_prefix="/sandbox")
-    from .scene_views import bp as scenes_bp, install_log_redaction
-
-    app.register_blueprint(scenes_bp, url_prefix="/sandbox")
+    app.register_blueprint(assemble(), url_prefix=MOUNT)
     install_log_redaction()
+    from .demo import ensure_demo_credentials
+
+    # bootstrap.initialise runs it: the demo merchant's keys, on both sides, written once.
+    app.extensions.setdefault("instance_setup", []).append(ensure_demo_credentials)
 
     @app.cli.command("sandbox-rotate-cert")
     @click.option("--overlap-hours", default=24 * 7, show_default=True, type=float,
@@ -86,3 +53,5 @@ def register(app: Flask) -> None:
         # Deliveries left pending by a previous process resume with the first request.
         if app.config["SANDBOX_NOTIFIER"]:
             state.notifier.start()
+
+    return Mounted(MOUNT, "sandbox.payer.bridge_js")

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from ..clock import utcnow
 from ..extensions import db
-from ..models import utcnow
 from ..wechatpay.errors import SignatureError
 from ..wechatpay.signing import parse_authorization, request_message
 from .models import SandboxApiCall

@@ -16,12 +16,13 @@ from ..extensions import db
 from ..i18n import _
 from ..i18n import lazy as _l
 from ..web import check_csrf
-from . import refunds, sandbox
+from . import refunds
+from .blueprints import console
+from .control import advance_to_next_retry, enqueue_probe, resend, reset_clock
 from .models import SandboxApiCall, SandboxDelivery, SandboxNotification, SandboxRefund, SandboxTransaction
 from .settings import ANSWER_SIGNING, NOTIFY_SIGNING
 from .simulator import ApiFailure
-from .views import bp
-from .views_api import advance_to_next_retry, enqueue_probe, resend, reset_clock
+from .state import sandbox
 
 FAST_FORWARD_CHOICES = ((60, _l("+1 分钟")), (600, _l("+10 分钟")), (3600, _l("+1 小时")),
                         (3 * 3600, _l("+3 小时")), (86400, _l("+1 天")))
@@ -46,7 +47,7 @@ def _deliveries(notification_ids: list[int]) -> dict[int, list[SandboxDelivery]]
     return found
 
 
-@bp.get("/")
+@console.get("/")
 def index():
     state = sandbox()
     platform = state.platform
@@ -73,14 +74,14 @@ def index():
     )
 
 
-@bp.get("/calls/<int:call_id>")
+@console.get("/calls/<int:call_id>")
 def call_detail(call_id: int):
     call = db.session.get(SandboxApiCall, call_id) or abort(404)
     return render_template("sandbox/call.html", call=call, headers=json.loads(call.request_headers or "{}"),
                            now=sandbox().platform.now())
 
 
-@bp.get("/notifications/<int:notification_id>")
+@console.get("/notifications/<int:notification_id>")
 def notification_detail(notification_id: int):
     notification = db.session.get(SandboxNotification, notification_id) or abort(404)
     return render_template("sandbox/notification.html", n=notification,
@@ -88,10 +89,10 @@ def notification_detail(notification_id: int):
 
 
 def _back():
-    return redirect(request.form.get("next") or url_for("sandbox.index"), code=303)
+    return redirect(request.form.get("next") or url_for("sandbox.console.index"), code=303)
 
 
-@bp.post("/console/clock")
+@console.post("/console/clock")
 def console_clock():
     check_csrf()
     platform = sandbox().platform
@@ -113,7 +114,7 @@ def console_clock():
     return _back()
 
 
-@bp.post("/console/settings")
+@console.post("/console/settings")
 def console_settings():
     check_csrf()
     platform = sandbox().platform
@@ -130,7 +131,7 @@ def console_settings():
     return _back()
 
 
-@bp.post("/console/rotate-cert")
+@console.post("/console/rotate-cert")
 def console_rotate_cert():
     check_csrf()
     platform = sandbox().platform
@@ -139,7 +140,7 @@ def console_rotate_cert():
     return _back()
 
 
-@bp.post("/console/probe")
+@console.post("/console/probe")
 def console_probe():
     check_csrf()
     state = sandbox()
@@ -153,7 +154,7 @@ def console_probe():
     return _back()
 
 
-@bp.post("/console/notifications/<int:notification_id>/resend")
+@console.post("/console/notifications/<int:notification_id>/resend")
 def console_resend(notification_id: int):
     check_csrf()
     state = sandbox()
@@ -164,7 +165,7 @@ def console_resend(notification_id: int):
     return _back()
 
 
-@bp.post("/console/refunds/<int:refund_id>/finish")
+@console.post("/console/refunds/<int:refund_id>/finish")
 def console_refund_finish(refund_id: int):
     check_csrf()
     state = sandbox()

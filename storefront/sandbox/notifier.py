@@ -16,8 +16,8 @@ from flask import Flask
 from sqlalchemy import func, or_, select, update
 
 from ..extensions import db
-from .models import SandboxDelivery, SandboxNotification
 from . import refunds
+from .models import SandboxDelivery, SandboxNotification
 from .simulator import Platform
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
 """Refunds on the WeChat Pay side: ``/v3/refund/domestic/refunds`` and REFUND.* notifications.
 
-Reference §10 and §6.4. A refund is accepted as ``PROCESSING`` and finishes by itself after a
+WeChat Pay "申请退款", "查询单笔退款" and "退款结果通知". A refund is accepted as ``PROCESSING`` and finishes by itself after a
 short delay (scaled by ``SANDBOX_TIME_SCALE``, on the simulator clock) as ``SUCCESS``; test
 control can end it ``ABNORMAL`` or ``CLOSED`` instead. On SUCCESS the transaction's
-``trade_state`` becomes ``REFUND``. Error choices, where the reference is unsure (§10.4):
+``trade_state`` becomes ``REFUND``. Error choices, where WeChat's "申请退款" error codes are unsure:
 
-- refunds beyond what is left to refund: ``400 INVALID_REQUEST`` (§10.4 names INVALID_REQUEST for
+- refunds beyond what is left to refund: ``400 INVALID_REQUEST`` ("申请退款" names INVALID_REQUEST for
   "amount exceeds refundable"; ``NOT_ENOUGH`` is the merchant's own balance, which the simulator
   does not model);
 - unknown or unpaid order: ``404 RESOURCE_NOT_EXISTS``; unknown refund: the same;
@@ -27,11 +27,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..wechatpay import aead
-from ..wechatpay.client import json_body
+from ..wechatpay.notify import build_notification
 from ..wechatpay.times import format_time
 from .models import SandboxNotification, SandboxRefund, SandboxTransaction
-from .simulator import TOKEN_ALPHABET, ApiFailure, Merchant, Platform, param_error
+from .simulator import ApiFailure, Merchant, Platform, param_error
 
 OUT_REFUND_NO = re.compile(r"^[0-9A-Za-z_|*@-]{1,64}$")
 PROCESSING_SECONDS = 60  # balance refunds arrive within minutes; scaled by SANDBOX_TIME_SCALE
@@ -168,7 +167,7 @@ def query(platform: Platform, merchant: Merchant, out_refund_no: str) -> dict[st
 
 
 def describe(refund: SandboxRefund) -> dict[str, Any]:
-    """The refund object of §10.2 (``status``, not ``refund_status``: that is the notification's name)."""
+    """The refund object of "申请退款" / "查询单笔退款" (``status``, not ``refund_status``: that is the notification's name)."""
     data: dict[str, Any] = {
         "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
         "transaction_id": refund.transaction_id, "out_trade_no": refund.out_trade_no,
@@ -238,18 +237,10 @@ def notification_body(platform: Platform, refund: SandboxRefund) -> tuple[str, s
     }
     if refund.status == "SUCCESS" and refund.success_time is not None:
         resource["success_time"] = format_time(refund.success_time)
-    nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
     event_id = str(uuid.uuid4())
-    outer = {
-        "id": event_id, "create_time": format_time(platform.now()), "resource_type": "encrypt-resource",
-        "event_type": event_type, "summary": SUMMARIES[refund.status],
-        "resource": {
-            "original_type": "refund", "algorithm": aead.ALGORITHM,
-            "ciphertext": aead.encrypt(platform.aes, nonce, json_body(resource).encode("utf-8"), "refund"),
-            "associated_data": "refund", "nonce": nonce,
-        },
-    }
-    return event_id, event_type, json_body(outer)
+    body = build_notification(platform.aes, resource, event_type=event_type, summary=SUMMARIES[refund.status],
+                              create_time=format_time(platform.now()), original_type="refund", event_id=event_id)
+    return event_id, event_type, body.decode("utf-8")
 
 
 def enqueue_notification(platform: Platform, refund: SandboxRefund, shape: str = "normal") -> list[int]:

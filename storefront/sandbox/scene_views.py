@@ -11,17 +11,18 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_from_directory, session, url_for
+from flask import current_app, redirect, render_template, request, send_from_directory, session, url_for
 
 from ..i18n import N_, _
 from ..web import check_csrf
 from ..wechatpay.oauth import redact_query_secrets_in
-from . import sandbox
 from . import scenes
+from .blueprints import api, control, payer
+from .http import RESULT_MESSAGES, json_body, signed_api
 from .scenes import BridgeRefusal, LoginFailure
-from .views import RESULT_MESSAGES, _json_body, signed_api
+from .state import sandbox
 
-bp = Blueprint("sandbox_scenes", __name__)
+
 def install_log_redaction() -> None:
     """The dev server's access log names every URL the simulator serves, appsecret included."""
     redact_query_secrets_in("werkzeug")
@@ -49,25 +50,25 @@ def _wechat_page(message: str, status: int = 200, code: str | None = None):
 # -- API v3 ------------------------------------------------------------------------------------
 
 
-@bp.post("/v3/pay/transactions/h5")
+@api.post("/v3/pay/transactions/h5")
 @signed_api
 def h5(platform, merchant):
     base = request.host_url.rstrip("/")
-    return 200, scenes.create_h5(platform, merchant, _json_body(), base, _registered_domain())
+    return 200, scenes.create_h5(platform, merchant, json_body(), base, _registered_domain())
 
 
-@bp.post("/v3/pay/transactions/jsapi")
+@api.post("/v3/pay/transactions/jsapi")
 @signed_api
 def jsapi(platform, merchant):
-    return 200, scenes.create_jsapi(platform, merchant, _json_body())
+    return 200, scenes.create_jsapi(platform, merchant, json_body())
 
 
 # -- the H5 cashier (wx.tenpay.com) ------------------------------------------------------------
 
 
-@bp.get("/cgi-bin/mmpayweb-bin/checkmweb")
+@payer.get("/cgi-bin/mmpayweb-bin/checkmweb")
 def h5_cashier():
-    """The page an h5_url opens: WeChat's checks first, in the order §7.3 lists them."""
+    """The page an h5_url opens: WeChat's checks first, in the order WeChat's "H5支付" FAQ lists them."""
     found = scenes.find_h5_link(request.args.get("prepay_id"), request.args.get("package"))
     if found is None:
         return _wechat_page(scenes.H5_NO_REFERER, 400, "INVALID_H5_URL")
@@ -87,7 +88,7 @@ def h5_cashier():
     )
 
 
-@bp.post("/cgi-bin/mmpayweb-bin/pay")
+@payer.post("/cgi-bin/mmpayweb-bin/pay")
 def h5_pay():
     """The payer taps Pay (or Cancel) in the cashier; WeChat then sends the browser back."""
     check_csrf()
@@ -109,14 +110,14 @@ def h5_pay():
     if redirect_url and (urlsplit(redirect_url).hostname or "").lower() == link.domain.lower():
         return redirect(redirect_url, code=303)
     # No redirect_url: WeChat returns to the page that opened the cashier; here, show the outcome.
-    return redirect(url_for("sandbox_scenes.h5_cashier", prepay_id=link.prepay_id, package=link.package,
+    return redirect(url_for("sandbox.payer.h5_cashier", prepay_id=link.prepay_id, package=link.package,
                             result=reason), code=303)
 
 
 # -- WeChat login: open.weixin.qq.com and api.weixin.qq.com ------------------------------------
 
 
-@bp.get("/connect/oauth2/authorize")
+@payer.get("/connect/oauth2/authorize")
 def oauth_authorize():
     """``snsapi_base`` asks nothing: straight back to ``redirect_uri`` with a one-time code."""
     args = request.args
@@ -139,7 +140,7 @@ def oauth_authorize():
     return redirect(redirect_uri + separator + urlencode({"code": code, "state": state}), code=302)
 
 
-@bp.get("/sns/oauth2/access_token")
+@api.get("/sns/oauth2/access_token")
 def oauth_access_token():
     """The code exchange: HTTP 200 either way, ``errcode`` on failure, as WeChat answers."""
     args = request.args
@@ -152,7 +153,7 @@ def oauth_access_token():
             "refresh_token": scenes.secrets.token_urlsafe(48), "openid": row.openid, "scope": row.scope}
 
 
-@bp.get("/sns/jscode2session")
+@api.get("/sns/jscode2session")
 def jscode2session():
     args = request.args
     try:
@@ -163,7 +164,7 @@ def jscode2session():
     return {"openid": row.openid, "session_key": scenes.secrets.token_urlsafe(16)}
 
 
-@bp.post("/control/wx-login")
+@control.post("/control/wx-login")
 def control_wx_login():
     """Test control: the code ``wx.login()`` would give the demo payer in a mini program."""
     data = request.get_json(silent=True) or {}
@@ -176,7 +177,7 @@ def control_wx_login():
 # -- the WeixinJSBridge shim and its pay sheet --------------------------------------------------
 
 
-@bp.get("/jsapi/bridge.js")
+@payer.get("/jsapi/bridge.js")
 def bridge_js():
     """The shim the checkout page loads in simulator mode when no real WeixinJSBridge exists."""
     folder = Path(current_app.static_folder or "") / "js"
@@ -192,7 +193,7 @@ def _bridge_params():
     return data.get("params") if isinstance(data, dict) else None
 
 
-@bp.post("/jsapi/verify")
+@payer.post("/jsapi/verify")
 def bridge_verify():
     """The app's checks before it shows the sheet: paySign with the merchant public key first."""
     platform = sandbox().platform
@@ -204,7 +205,7 @@ def bridge_verify():
             "amount_total": txn.amount_total, "trade_state": txn.trade_state, "expired": platform.expired(txn)}
 
 
-@bp.post("/jsapi/pay")
+@payer.post("/jsapi/pay")
 def bridge_pay():
     """The payer taps Pay (or picks a failure) on the sheet: verify again, then pay."""
     state = sandbox()

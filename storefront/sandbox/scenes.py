@@ -1,7 +1,7 @@
 """The simulator's H5, JSAPI and WeChat-login rules, where real WeChat enforces them.
 
-Reference §7.3 (H5 link checks and refusal texts), §7.1/§7.2 (JSAPI: ``payer.openid`` under
-``appid``), §8 (paySign), §12 (OAuth ``code`` and ``jscode2session``).
+WeChat Pay "H5下单" and the "H5支付" FAQ (link checks and refusal texts), "JSAPI下单" (``payer.openid``
+under ``appid``), "JSAPI调起支付" (paySign), "网页授权" and "小程序登录" (OAuth ``code``, ``jscode2session``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 
+from ..clock import utcnow
 from ..extensions import db
 from ..i18n import N_
-from ..models import utcnow
 from ..wechatpay.errors import SignatureError
 from ..wechatpay.signing import pay_sign_message
 from ..wechatpay.verify import verify_signature
@@ -29,7 +29,7 @@ PREPAY_LIFETIME = timedelta(hours=2)
 LOGIN_CODE_LIFETIME = timedelta(minutes=5)
 H5_TYPES = {"Wap", "iOS", "Android"}
 
-# What WeChat's intermediate page shows (reference §7.3), checked in this order.
+# What WeChat's intermediate page shows (the "H5支付" FAQ), checked in this order.
 H5_IN_WECHAT = N_("请在微信外打开订单，进行支付")
 H5_NO_REFERER = N_("商家参数格式有误，请联系商家解决")
 H5_WRONG_DOMAIN = N_("商家存在未配置的参数，请联系商家解决")
@@ -83,7 +83,7 @@ def _host(url: str | None) -> str | None:
 
 def h5_refusal(link: SandboxH5Link, user_agent: str, referer: str | None, redirect_url: str | None,
                now: datetime | None = None) -> str | None:
-    """WeChat's words for why this cashier will not open, or None (reference §7.3)."""
+    """WeChat's words for why this cashier will not open, or None (the "H5支付" FAQ)."""
     if "micromessenger" in user_agent.lower():
         return H5_IN_WECHAT
     if not referer:

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..clock import utcnow
 from ..extensions import db
-from ..models import utcnow
 from .models import SandboxSetting
 
 # name -> (config key giving the default, allowed values or a type)

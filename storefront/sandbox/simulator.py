@@ -1,7 +1,7 @@
 """The WeChat Pay side: merchant authentication, transactions, signed answers, notifications.
 
 Follows the wire protocol of ``api.mch.weixin.qq.com`` (API v3) for the calls the shop uses;
-the rules and error codes are those of the protocol reference, §3.4, §7 and §9.
+the rules and error codes are those of WeChat Pay's "签名生成", the "…下单" APIs, "查询订单" and "关闭订单".
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import utcnow
 from ..wechatpay import aead, keys
 from ..wechatpay.client import json_body
 from ..wechatpay.errors import SignatureError
+from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import parse_authorization, request_message, sign_response
 from ..wechatpay.times import format_time, parse_time
 from ..wechatpay.verify import MAX_SKEW_SECONDS, verify_signature
-from .models import SandboxNotification, SandboxTransaction
+from .models import SandboxApiCall, SandboxNotification, SandboxTransaction
 from .platform_certs import PlatformCertificates
 from .settings import Settings
 
@@ -374,7 +374,7 @@ class Platform:
         db.session.refresh(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
             raise ApiFailure(400, "ORDERPAID", "订单已支付")
-        # Closing an already-closed order answers 204 again, as the real API does (reference §9.3);
+        # Closing an already-closed order answers 204 again, as the real API does ("关闭订单");
         # ORDER_CLOSED is for ordering or paying a closed one.
 
     # -- the payer ---------------------------------------------------------------------------
@@ -424,18 +424,10 @@ class Platform:
             "amount": {"total": txn.amount_total, "payer_total": txn.amount_total,
                        "currency": "CNY", "payer_currency": "CNY"},
         })
-        nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
         event_id = str(uuid.uuid4())
-        outer = {
-            "id": event_id, "create_time": format_time(self.now()), "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-            "resource": {
-                "original_type": "transaction", "algorithm": aead.ALGORITHM,
-                "ciphertext": aead.encrypt(self.aes, nonce, resource.encode("utf-8"), "transaction"),
-                "associated_data": "transaction", "nonce": nonce,
-            },
-        }
-        return event_id, json_body(outer)
+        body = build_notification(self.aes, resource.encode("utf-8"), event_type="TRANSACTION.SUCCESS",
+                                  summary="支付成功", create_time=format_time(self.now()), event_id=event_id)
+        return event_id, body.decode("utf-8")
 
     def enqueue_payment_notification(self, txn: SandboxTransaction, shape: str = "normal") -> list[int]:
         """Store the notification(s) for a payment, shaped by test control. Returns their row ids.
@@ -480,8 +472,7 @@ class Platform:
         """
         mode = self.settings.get("notify_signing")
         if mode == "auto":
-            from .models import SandboxApiCall  # the call log says which key the merchant uses
-
+            # The call log says which key the merchant uses.
             latest = db.session.execute(
                 select(SandboxApiCall.id, SandboxApiCall.wechatpay_serial)
                 .where(SandboxApiCall.mchid == self.merchant.mchid, SandboxApiCall.auth_ok.is_(True))

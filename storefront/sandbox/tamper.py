@@ -13,18 +13,17 @@ import json
 import secrets
 import string
 import time
-import uuid
 
 import requests
 from flask import request
 
-from ..models import utcnow
-from ..wechatpay import aead
+from ..clock import utcnow
 from ..wechatpay.client import json_body
+from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import sign_response
 from ..wechatpay.times import format_time
-from . import sandbox
-from .views import bp
+from .blueprints import control
+from .state import sandbox
 
 TAMPERS = ("body", "timestamp", "serial")
 NONCE_ALPHABET = string.ascii_letters + string.digits
@@ -44,14 +43,8 @@ def forged_notification(platform, txn, tamper: str) -> tuple[bytes, dict[str, st
         "amount": {"total": txn.amount_total, "payer_total": txn.amount_total, "currency": "CNY",
                    "payer_currency": "CNY"},
     })
-    nonce = "".join(secrets.choice(NONCE_ALPHABET) for _ in range(aead.NONCE_BYTES))
-    body = json_body({
-        "id": str(uuid.uuid4()), "create_time": format_time(now), "resource_type": "encrypt-resource",
-        "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-        "resource": {"original_type": "transaction", "algorithm": aead.ALGORITHM,
-                     "ciphertext": aead.encrypt(platform.aes, nonce, resource.encode("utf-8"), "transaction"),
-                     "associated_data": "transaction", "nonce": nonce},
-    }).encode("utf-8")
+    body = build_notification(platform.aes, resource.encode("utf-8"), event_type="TRANSACTION.SUCCESS",
+                              summary="支付成功", create_time=format_time(now))
     timestamp = None
     if tamper == "timestamp":
         timestamp = str(int(time.time()) - STALE_SECONDS)
@@ -64,7 +57,7 @@ def forged_notification(platform, txn, tamper: str) -> tuple[bytes, dict[str, st
     return body, headers
 
 
-@bp.post("/control/tamper")
+@control.post("/control/tamper")
 def control_tamper():
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("out_trade_no"), str):

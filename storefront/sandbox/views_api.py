@@ -1,25 +1,25 @@
 """More of the simulator's API v3 paths (certificates, refunds, query by transaction_id) and
 the test control for them: refund outcomes, the clock, settings, rotation, probes, resending.
 
-Routes live on the simulator's one blueprint (``views.bp``).
+Routes live on the simulator's nested blueprints (``blueprints.api``, ``payer``, ``control``).
 """
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
-from types import SimpleNamespace
 
 from flask import request
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
 from ..extensions import db
-from ..wechatpay import aead
 from ..wechatpay.times import format_time
-from . import refunds, sandbox
-from .models import SandboxApiCall, SandboxNotification, SandboxRefund, SandboxTransaction
-from .simulator import TOKEN_ALPHABET, ApiFailure, Platform
-from .views import _control_error, _json_body, _payer_acts, _valid_shape, bp, signed_api
+from . import refunds
+from .blueprints import api, control, payer
+from .control import advance_to_next_retry, certificates_answer, clock_json, enqueue_probe, resend, reset_clock
+from .http import control_error, json_body, payer_acts, signed_api, valid_shape
+from .models import SandboxApiCall, SandboxRefund, SandboxTransaction
+from .simulator import ApiFailure
+from .state import sandbox
 
 CERTIFICATE_ALGORITHMS = ("RSA", "ALL")
 
@@ -27,24 +27,7 @@ CERTIFICATE_ALGORITHMS = ("RSA", "ALL")
 # -- API v3 ---------------------------------------------------------------------------------
 
 
-def certificates_answer(platform: Platform) -> dict:
-    """``GET /v3/certificates`` (§4.4): every listed certificate, encrypted with the APIv3 key."""
-    data = []
-    for cert in platform.certificates.listed(platform.now()):
-        nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
-        data.append({
-            "serial_no": cert.serial,
-            "effective_time": format_time(cert.effective_time),
-            "expire_time": format_time(cert.expire_time),
-            "encrypt_certificate": {
-                "algorithm": aead.ALGORITHM, "nonce": nonce, "associated_data": "certificate",
-                "ciphertext": aead.encrypt(platform.aes, nonce, cert.certificate_pem, "certificate"),
-            },
-        })
-    return {"data": data}
-
-
-@bp.get("/v3/certificates")
+@api.get("/v3/certificates")
 @signed_api
 def certificates(platform, merchant):
     algorithm = request.args.get("algorithm_type")
@@ -56,7 +39,7 @@ def certificates(platform, merchant):
     return 200, certificates_answer(platform)
 
 
-@bp.get("/v3/pay/transactions/id/<transaction_id>")
+@api.get("/v3/pay/transactions/id/<transaction_id>")
 @signed_api
 def query_by_id(platform, merchant, transaction_id: str):
     if request.args.get("mchid") != merchant.mchid:
@@ -69,13 +52,13 @@ def query_by_id(platform, merchant, transaction_id: str):
     return 200, platform.query(merchant, out_trade_no)
 
 
-@bp.post("/v3/refund/domestic/refunds")
+@api.post("/v3/refund/domestic/refunds")
 @signed_api
 def refund_create(platform, merchant):
-    return 200, refunds.create(platform, merchant, _json_body())
+    return 200, refunds.create(platform, merchant, json_body())
 
 
-@bp.get("/v3/refund/domestic/refunds/<out_refund_no>")
+@api.get("/v3/refund/domestic/refunds/<out_refund_no>")
 @signed_api
 def refund_query(platform, merchant, out_refund_no: str):
     return 200, refunds.query(platform, merchant, out_refund_no)
@@ -84,43 +67,43 @@ def refund_query(platform, merchant, out_refund_no: str):
 # -- the payer's failure choices on the scan page ------------------------------------------------
 
 
-@bp.post("/wxpay/bizpayurl/fail")
+@payer.post("/wxpay/bizpayurl/fail")
 def scan_fail():
     result = request.form.get("result", "")
     if result not in ("NOTENOUGH", "PAYERROR", "USERPAYING"):
         result = "CANCEL"
-    return _payer_acts(result)
+    return payer_acts(result)
 
 
 # -- test control -------------------------------------------------------------------------------
 
 
-@bp.post("/control/refund")
+@control.post("/control/refund")
 def control_refund():
     """End a PROCESSING refund now: ``{"out_refund_no", "result": SUCCESS|ABNORMAL|CLOSED, "notify"}``."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("out_refund_no"), str):
-        return _control_error(400, "PARAM_ERROR", "需要 JSON 对象 {\"out_refund_no\", \"result\"}")
+        return control_error(400, "PARAM_ERROR", "需要 JSON 对象 {\"out_refund_no\", \"result\"}")
     result = data.get("result", "SUCCESS")
     shape = data.get("notify", "normal")
     if result not in refunds.OUTCOMES:
-        return _control_error(400, "PARAM_ERROR", "result 须为 SUCCESS、ABNORMAL 或 CLOSED")
-    if not _valid_shape(shape):
-        return _control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
+        return control_error(400, "PARAM_ERROR", "result 须为 SUCCESS、ABNORMAL 或 CLOSED")
+    if not valid_shape(shape):
+        return control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
     state = sandbox()
     platform = state.platform
     refund = refunds.find(platform.merchant, data["out_refund_no"])
     if refund is None:
-        return _control_error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return control_error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
     if not refunds.finish(platform, refund.id, result, shape):
         db.session.refresh(refund)
-        return _control_error(409, "REFUND_FINISHED", f"退款已结束：{refund.status}")
+        return control_error(409, "REFUND_FINISHED", f"退款已结束：{refund.status}")
     state.notify_soon()
     db.session.refresh(refund)
     return refunds.describe(refund)
 
 
-@bp.get("/control/refunds")
+@control.get("/control/refunds")
 def control_refunds():
     query = select(SandboxRefund).order_by(SandboxRefund.id)
     if request.args.get("out_trade_no"):
@@ -130,12 +113,12 @@ def control_refunds():
     return {"refunds": [refunds.describe(r) for r in db.session.scalars(query)]}
 
 
-@bp.post("/control/clock")
+@control.post("/control/clock")
 def control_clock():
     """Fast-forward the simulator clock: ``{"advance_seconds": N}``, ``{"to": "next_retry"}`` or ``{"reset": true}``."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        return _control_error(400, "PARAM_ERROR", "需要 JSON 对象")
+        return control_error(400, "PARAM_ERROR", "需要 JSON 对象")
     state = sandbox()
     try:
         if data.get("reset") is True:
@@ -145,55 +128,27 @@ def control_clock():
         else:
             seconds = data.get("advance_seconds")
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-                return _control_error(400, "PARAM_ERROR", "advance_seconds 须为数字")
+                return control_error(400, "PARAM_ERROR", "advance_seconds 须为数字")
             state.platform.settings.fast_forward(float(seconds))
     except ValueError as exc:
-        return _control_error(400, "PARAM_ERROR", str(exc))
+        return control_error(400, "PARAM_ERROR", str(exc))
     state.notify_soon()
     return clock_json(state.platform)
 
 
-def advance_to_next_retry(platform: Platform) -> float:
-    """Move the clock to the next pending delivery; 0 if nothing is waiting."""
-    due = db.session.scalar(select(func.min(SandboxNotification.next_attempt_at))
-                            .where(SandboxNotification.state == "pending"))
-    db.session.commit()
-    gap = (due - platform.now()).total_seconds() if due is not None else 0.0
-    if gap > 0:
-        platform.settings.fast_forward(gap + 0.001)
-    return max(gap, 0.0)
-
-
-def reset_clock(platform: Platform) -> None:
-    """Back to real time: what was scheduled on the fast-forwarded clock moves back with it."""
-    offset = platform.settings.offset()
-    # Row by row in Python: date arithmetic in SQL differs between SQLite and PostgreSQL.
-    for row in db.session.scalars(select(SandboxNotification).where(
-            SandboxNotification.state == "pending", SandboxNotification.next_attempt_at.is_not(None))):
-        row.next_attempt_at = row.next_attempt_at - offset
-    for refund in db.session.scalars(select(SandboxRefund).where(SandboxRefund.status == "PROCESSING")):
-        refund.settle_at = refund.settle_at - offset
-    platform.settings.set("clock_offset_seconds", 0.0)  # commits all of it
-
-
-def clock_json(platform: Platform) -> dict:
-    return {"now": format_time(platform.now()),
-            "offset_seconds": float(platform.settings.get("clock_offset_seconds"))}
-
-
-@bp.get("/control/clock")
+@control.get("/control/clock")
 def control_clock_get():
     return clock_json(sandbox().platform)
 
 
-@bp.route("/control/settings", methods=["GET", "POST"])
+@control.route("/control/settings", methods=["GET", "POST"])
 def control_settings():
     """Read, or change (``{"name": value, ...}``), notify_signing, answer_signing, rate_limit_per_second."""
     platform = sandbox().platform
     if request.method == "POST":
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
-            return _control_error(400, "PARAM_ERROR", "需要 JSON 对象")
+            return control_error(400, "PARAM_ERROR", "需要 JSON 对象")
         try:
             for name, value in data.items():
                 if name == "clock_offset_seconds":
@@ -201,23 +156,23 @@ def control_settings():
                 platform.settings.set(name, value)
         except ValueError as exc:
             db.session.rollback()
-            return _control_error(400, "PARAM_ERROR", str(exc))
+            return control_error(400, "PARAM_ERROR", str(exc))
     return platform.settings.all()
 
 
-@bp.post("/control/rotate-cert")
+@control.post("/control/rotate-cert")
 def control_rotate_cert():
     """Issue a new platform certificate; the old one stays listed for ``overlap_seconds`` (default 7 days)."""
     data = request.get_json(silent=True) or {}
     overlap = data.get("overlap_seconds", 7 * 86400) if isinstance(data, dict) else 7 * 86400
     if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or overlap < 0:
-        return _control_error(400, "PARAM_ERROR", "overlap_seconds 须为非负数")
+        return control_error(400, "PARAM_ERROR", "overlap_seconds 须为非负数")
     platform = sandbox().platform
     cert = platform.certificates.rotate(platform.now(), timedelta(seconds=overlap))
     return {"serial_no": cert.serial, "listed": [c.serial for c in platform.certificates.listed(platform.now())]}
 
 
-@bp.get("/control/certificates")
+@control.get("/control/certificates")
 def control_certificates():
     platform = sandbox().platform
     now = platform.now()
@@ -229,36 +184,7 @@ def control_certificates():
                              for c in platform.certificates.all()]}
 
 
-def enqueue_probe(platform: Platform, out_trade_no: str | None) -> SandboxNotification:
-    """A TRANSACTION.SUCCESS-looking notification signed ``WECHATPAY/SIGNTEST/…``: it must be refused.
-
-    Built for a real unpaid transaction when there is one, so a shop that skips verification
-    would visibly mark an unpaid order paid.
-    """
-    query = select(SandboxTransaction).where(SandboxTransaction.mchid == platform.merchant.mchid)
-    if out_trade_no:
-        query = query.where(SandboxTransaction.out_trade_no == out_trade_no)
-    txn = db.session.scalar(query.order_by(SandboxTransaction.id.desc()).limit(1))
-    if txn is None:
-        raise ApiFailure(404, "ORDER_NOT_EXIST", "没有可用于探测的交易")
-    # Shaped like a real success; nothing in the simulator is actually paid.
-    probe = SimpleNamespace(
-        mchid=txn.mchid, appid=txn.appid, out_trade_no=txn.out_trade_no, trade_type=txn.trade_type,
-        amount_total=txn.amount_total, attach=txn.attach,
-        transaction_id=txn.transaction_id or "4200000000" + "".join(secrets.choice("0123456789") for _ in range(18)),
-        success_time=platform.now().replace(microsecond=0), bank_type="OTHERS",
-        payer_openid=platform.openid(txn.appid),
-    )
-    event_id, body = platform.payment_notification_body(probe)  # type: ignore[arg-type]
-    row = SandboxNotification(event_id=event_id, out_trade_no=txn.out_trade_no, event_type="TRANSACTION.SUCCESS",
-                              notify_url=txn.notify_url, body=body, state="pending", kind="probe",
-                              next_attempt_at=platform.now())
-    db.session.add(row)
-    db.session.commit()
-    return row
-
-
-@bp.post("/control/probe")
+@control.post("/control/probe")
 def control_probe():
     """Send a mis-signed probe notification: ``{"out_trade_no"}`` (default: the latest transaction)."""
     data = request.get_json(silent=True) or {}
@@ -266,31 +192,21 @@ def control_probe():
     try:
         row = enqueue_probe(state.platform, data.get("out_trade_no") if isinstance(data, dict) else None)
     except ApiFailure as exc:
-        return _control_error(exc.status, exc.code, exc.message)
+        return control_error(exc.status, exc.code, exc.message)
     state.notify_soon()
     return {"id": row.id, "out_trade_no": row.out_trade_no, "state": row.state}
 
 
-def resend(platform: Platform, notification_id: int) -> bool:
-    """Deliver a notification again now (pending, failed or delivered; a dropped one too)."""
-    changed = db.session.execute(
-        update(SandboxNotification).where(SandboxNotification.id == notification_id)
-        .values(state="pending", next_attempt_at=platform.now(), locked_until=None)
-    ).rowcount == 1
-    db.session.commit()
-    return changed
-
-
-@bp.post("/control/notifications/<int:notification_id>/resend")
+@control.post("/control/notifications/<int:notification_id>/resend")
 def control_resend(notification_id: int):
     state = sandbox()
     if not resend(state.platform, notification_id):
-        return _control_error(404, "NOT_FOUND", "通知不存在")
+        return control_error(404, "NOT_FOUND", "通知不存在")
     state.notify_soon()
     return {"id": notification_id, "state": "pending"}
 
 
-@bp.get("/control/calls")
+@control.get("/control/calls")
 def control_calls():
     """The latest API calls the simulator received (``?path=`` filters by a path prefix)."""
     query = select(SandboxApiCall).order_by(SandboxApiCall.id.desc()).limit(200)

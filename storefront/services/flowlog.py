@@ -16,20 +16,21 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
+from .. import gateway
 from ..extensions import db
 from ..i18n import lazy as _l
 from ..models import Payment, ProtocolMessage, utcnow
-from ..wechatpay import DecryptError, Notification, SignatureError, WeChatPayError
+from ..wechatpay import DecryptError, Notification, WeChatPayError, aead
 from ..wechatpay.client import Exchange
 from ..wechatpay.signing import signing_string
 
@@ -110,7 +111,7 @@ def known_secrets(app: Flask) -> list[str]:
     values = [app.config.get(name) for name in (
         "WECHATPAY_APIV3_KEY", "WECHATPAY_APPSECRET", "WECHATPAY_MINIPROGRAM_APPSECRET", "SECRET_KEY")]
     gateway = app.extensions.get("wechatpay")
-    creds = getattr(gateway, "_credentials", None)  # only if loaded: recording never loads keys
+    creds = gateway.loaded_credentials if gateway is not None else None  # recording never loads keys
     if creds is not None:
         values += [getattr(creds, name, None) for name in ("apiv3_key", "appsecret", "miniprogram_appsecret")]
     return [str(v) for v in values if v]
@@ -125,8 +126,10 @@ class Link:
 class Recorder:
     """Writes protocol messages for one app; kept in ``app.extensions["flowlog"]``."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, origin: Callable[[], str] | None = None) -> None:
         self.app = app
+        # What made the shop call WeChat Pay ("POST /orders/…/pay", "poll"); "job" outside a request.
+        self.origin = origin or (lambda: "job")
         self._purged_at = 0.0
         self._lock = threading.Lock()
 
@@ -223,7 +226,7 @@ class Recorder:
     def observe(self, exchange: Exchange) -> None:
         """Record one API exchange; ``Client(observer=...)`` calls this for every request."""
         try:
-            self.record(exchange_values(exchange, origin=_origin()))
+            self.record(exchange_values(exchange, origin=self.origin()))
         except Exception:
             log.warning("flow record of %s %s failed", exchange.method, exchange.canonical_url, exc_info=True)
 
@@ -256,23 +259,17 @@ def recorder(app: Flask | None = None) -> Recorder:
     return (app or current_app).extensions["flowlog"]
 
 
-def register(app: Flask) -> None:
-    """Make the recorder available and hand its observer to the gateway's clients."""
+def register(app: Flask, origin: Callable[[], str] | None = None) -> None:
+    """Make the recorder available and hand its observer to the gateway's clients.
+
+    ``origin`` says what made the shop call WeChat Pay (the web layer reads its request).
+    """
     app.config.setdefault("FLOW_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
     app.config.setdefault("FLOW_MAX_FIELD_CHARS", DEFAULT_MAX_FIELD_CHARS)
-    app.extensions["flowlog"] = Recorder(app)
+    app.extensions["flowlog"] = Recorder(app, origin)
 
 
 # -- API exchanges ------------------------------------------------------------------------
-
-
-def _origin() -> str:
-    """What made the shop call WeChat Pay: a page's poll, a page or form, else a job."""
-    if not has_request_context():
-        return "job"
-    if request.method == "GET" and request.path.startswith("/api/orders/"):
-        return "poll"
-    return f"{request.method} {request.path}"[:120]
 
 
 def api_kind(method: str, canonical_url: str, body: str) -> str:
@@ -368,18 +365,14 @@ CHECK_ORDER = ("headers", "serial", "timestamp", "signature", "decrypt", "mchid"
 REFUND_CHECK_ORDER = ("headers", "serial", "timestamp", "signature", "decrypt", "mchid", "outcome")
 
 
+# The inspector shows the probe and an undecodable body under "signature": neither could verify.
+_CHECK_SHOWN_AS = {"probe": "signature", "encoding": "signature"}
+
+
 def _failed_check(exc: WeChatPayError) -> str:
-    """Which check a parse failure was: ``verify.py`` says so in its reason."""
-    reason = str(exc)
-    if isinstance(exc, SignatureError):
-        if reason.startswith(("missing header", "unsupported Wechatpay-Signature-Type")):
-            return "headers"
-        if reason.startswith("unknown Wechatpay-Serial"):
-            return "serial"
-        if "Wechatpay-Timestamp" in reason:
-            return "timestamp"
-        return "signature"
-    return "decrypt"  # DecryptError, NotificationError: the resource did not open or is not one
+    """Which check a parse failure was, from the error's machine-readable ``check``."""
+    check = getattr(exc, "check", "decrypt")  # DecryptError, NotificationError: "decrypt"
+    return _CHECK_SHOWN_AS.get(check, check)
 
 
 class Checks:
@@ -404,15 +397,17 @@ class Checks:
 class NotificationTrace:
     """What handling one notification established, check by check: its flow record's source.
 
-    The handler (``payments.handle_payment_notification``, ``refunds.handle_refund_notification``)
-    fills it as it runs its checks, and ``payments._finish`` adds the record to the same
+    The notification pipeline (``notifications.receive``) fills it as the event kind runs its
+    checks, and ``notifications.record`` adds the record to the same
     transaction as the notification's effect. So the record shows the checks the shop actually
     ran, and costs no second verification, decryption, lock or commit.
     """
 
     def __init__(self, headers: Mapping[str, str], body: bytes, received_at: datetime | None = None,
-                 kind: str = "notify_payment") -> None:
+                 kind: str = "notify_payment", *, path: str = "/notify/wechatpay", url: str = "") -> None:
         self.headers = headers
+        self.path = path
+        self.url = url
         self.body = body
         self.received_at = received_at or utcnow()
         self.kind = kind
@@ -459,10 +454,10 @@ class NotificationTrace:
             "at": self.received_at,
             "direction": "in",
             "kind": self.kind,
-            "title": f"POST {request.path if has_request_context() else '/notify/wechatpay'}",
+            "title": f"POST {self.path}",
             "origin": "wechatpay",
             "method": "POST",
-            "url": request.url if has_request_context() else "",
+            "url": self.url,
             "status": result.status,
             "request_headers": dict(self.headers.items()),
             "request_body": text,
@@ -489,8 +484,6 @@ def _claimed_out_trade_no(body: bytes) -> str | None:
     The outer JSON was not trusted; but a resource that decrypts (AEAD authenticates it) was
     written by someone holding the key, so it may link the refusal to the order it names.
     """
-    from .. import gateway
-    from ..wechatpay import aead
 
     try:
         resource = json.loads(body)["resource"]

@@ -1,7 +1,7 @@
 """Who pays inside WeChat: the payer's openid, from web OAuth (JSAPI) or ``wx.login`` (mini program).
 
 The openid is kept in the shop's signed session, per appid, and only ever comes from WeChat
-(a code exchange), never from what a browser or mini program claims. Reference §12.
+(a code exchange), never from what a browser or mini program claims. WeChat "网页授权" and "小程序登录".
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 
 from flask import current_app, session
 
-from .. import gateway
+from .. import endpoints, gateway
 from ..errors import ShopError
 from ..i18n import _
 from ..wechatpay.errors import TransportError, WeChatPayError
@@ -29,22 +29,12 @@ class IdentityError(ShopError):
 
 def oauth_base() -> str:
     """Where the authorize page lives: the simulator by default in simulator mode."""
-    configured = current_app.config["WECHATPAY_OAUTH_BASE"]
-    if configured:
-        return configured.rstrip("/")
-    if current_app.config["WECHATPAY_SANDBOX"]:
-        return gateway.shop_base_url() + "/sandbox"
-    return "https://open.weixin.qq.com"
+    return endpoints.current().oauth(gateway.shop_base_url())
 
 
 def oauth_api_base() -> str:
     """Where ``sns/oauth2/access_token`` and ``sns/jscode2session`` are called."""
-    configured = current_app.config["WECHATPAY_OAUTH_API_BASE"]
-    if configured:
-        return configured.rstrip("/")
-    if current_app.config["WECHATPAY_SANDBOX"]:
-        return gateway.shop_base_url() + "/sandbox"
-    return "https://api.weixin.qq.com"
+    return endpoints.current().oauth_api(gateway.shop_base_url())
 
 
 def _client() -> OAuthClient:

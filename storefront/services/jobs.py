@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 from flask import current_app
-from collections.abc import Iterator
-
 from sqlalchemy import Select, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from ..extensions import db
 from ..models import OPEN_PAYMENT_STATUSES, Order, OrderStatus, Payment, utcnow
 from ..wechatpay import WeChatPayError
-from . import orders, payments
+from . import orders, payments, refunds
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -81,7 +80,6 @@ def reconcile() -> tuple[int, int]:
             continue
         if transaction.trade_state in payments.PAID_TRADE_STATES:
             paid += 1
-    from . import refunds  # refunds whose notification never came: ask WeChat Pay, apply the answer
 
     refunds.reconcile_pending(cutoff)
     return checked, paid

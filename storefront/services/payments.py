@@ -7,7 +7,6 @@ Rule: never close anything locally before WeChat Pay has closed it; a close that
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
@@ -16,27 +15,15 @@ from sqlalchemy import select
 from .. import gateway
 from ..extensions import db
 from ..i18n import _
-from ..models import NotificationRecord, Order, OrderStatus, Payment, PaymentStatus, utcnow
+from ..models import Order, OrderStatus, Payment, PaymentStatus, utcnow
 from ..wechatpay import APIError, Transaction, WeChatPayError
 from ..wechatpay.times import parse_time
-from . import flowlog, orders
+from . import notifications, orders, refunds, wechat
 from .orders import OrderError, PaymentOutcome
 
 log = logging.getLogger(__name__)
 
 PAID_TRADE_STATES = {"SUCCESS", "REFUND"}  # REFUND: paid, then a refund was requested
-
-
-class PaymentError(OrderError):
-    """WeChat Pay refused or could not be reached; ``code`` keeps WeChat's own code."""
-
-    status = 502
-
-
-def _end_transaction() -> None:
-    """Commit before an HTTP round trip: no database lock may be held while WeChat Pay answers
-    (the simulator, or a notification racing this request, may need the same rows)."""
-    db.session.commit()
 
 
 def describe(order: Order) -> str:
@@ -45,52 +32,11 @@ def describe(order: Order) -> str:
     return text[:127]
 
 
-def pay_native(order: Order) -> Payment:
-    """The order's payable Native attempt: the still-valid one, else a new one.
-
-    :raise OrderError: the order is paid or closed (``ORDERPAID`` if the payer was faster).
-    :raise PaymentError: WeChat Pay refused or is unreachable.
-    """
-    reusable = orders.reusable_payment(order, "native")
-    if reusable is not None:
-        return reusable
-    close_open_attempts(order, "shopper")
-    config = current_app.config
-    payment = orders.start_payment(order, "native", config["PAYMENT_TTL_SECONDS"], config["MAX_ATTEMPTS_PER_ORDER"])
-    description = describe(order)
-    _end_transaction()
-    try:
-        response = gateway.client().prepay_native(
-            description=description,
-            out_trade_no=payment.out_trade_no,
-            amount_total=payment.amount_total,
-            notify_url=gateway.notify_url(),
-            time_expire=payment.expires_at,
-        )
-    except APIError as exc:
-        orders.payment_failed(payment.id)
-        raise PaymentError(exc.code, _("微信支付下单失败：%(m)s", m=exc.message)) from exc
-    except WeChatPayError as exc:
-        # The attempt may exist at WeChat Pay: leave it open for close-expired to close there.
-        log.warning("native prepay for %s failed: %s", payment.out_trade_no, exc)
-        raise PaymentError("WECHATPAY_UNAVAILABLE", _("暂时无法连接微信支付，请稍后再试"), 503) from exc
-    orders.payment_issued(payment.id, response.data.get("code_url"))
-    db.session.refresh(payment)
-    return payment
-
-
-def renew_native(order: Order) -> Payment:
-    """A fresh QR code: close the current attempt at WeChat Pay first, then start a new one."""
-    close_open_attempts(order, "shopper")
-    return pay_native(order)
-
-
 def close_at_wechat(payment: Payment, cause: str) -> bool:
     """Close one attempt at WeChat Pay, then locally. False if it turned out to be paid."""
     out_trade_no = payment.out_trade_no
-    _end_transaction()
     try:
-        gateway.client().close_order(out_trade_no)
+        wechat.client().close_order(out_trade_no)
     except APIError as exc:
         if exc.code == "ORDERPAID":
             query_and_apply(payment, cause="query")
@@ -109,7 +55,7 @@ def close_open_attempts(order: Order, cause: str) -> None:
         try:
             closed = close_at_wechat(payment, cause)
         except WeChatPayError as exc:
-            raise PaymentError("WECHATPAY_UNAVAILABLE", _("暂时无法连接微信支付，请稍后再试"), 503) from exc
+            raise wechat.unavailable() from exc
         if not closed:
             raise OrderError("ORDERPAID", _("订单已支付"), 409)
 
@@ -117,8 +63,7 @@ def close_open_attempts(order: Order, cause: str) -> None:
 def query_and_apply(payment: Payment, cause: str = "query") -> Transaction:
     """Ask WeChat Pay about one attempt and apply a payment it reports."""
     out_trade_no = payment.out_trade_no
-    _end_transaction()
-    transaction, _response = gateway.client().query_by_out_trade_no(out_trade_no)
+    transaction, _response = wechat.client().query_by_out_trade_no(out_trade_no)
     if transaction.trade_state in PAID_TRADE_STATES and transaction.transaction_id:
         outcome = orders.apply_payment(
             out_trade_no,
@@ -127,8 +72,9 @@ def query_and_apply(payment: Payment, cause: str = "query") -> Transaction:
             paid_at=_paid_at(transaction),
             cause=cause,
         )
+        db.session.commit()
         if outcome == PaymentOutcome.DOUBLE:
-            refund_double_payment(out_trade_no)
+            refunds.refund_double_payment(out_trade_no)
     elif transaction.trade_state == "CLOSED":
         orders.close_payment(payment.id, cause)
     return transaction
@@ -158,100 +104,60 @@ def _paid_at(transaction: Transaction):
     return utcnow()
 
 
-@dataclass(frozen=True)
-class NotifyResult:
-    status: int  # HTTP status to answer WeChat Pay with
-    outcome: str
-    reason: str = ""
+class PaymentNotifications:
+    """``TRANSACTION.*`` notifications for ``notifications.receive``: WeChat Pay "支付通知"."""
 
+    trace_kind = "notify_payment"
 
-def handle_payment_notification(headers, body: bytes, received_at: datetime | None = None) -> NotifyResult:
-    """Verify, decrypt, check and apply one payment notification; record what happened.
+    def accepts(self, event_type: str) -> bool:
+        # Basic payments notify only successes; anything else is acknowledged so it stops.
+        return event_type == "TRANSACTION.SUCCESS"
 
-    Each check is noted in a ``flowlog.NotificationTrace`` as it runs, and the flow inspector's
-    record is committed with the payment: one verification, one decryption, one commit.
-    """
-    gw = gateway.gateway()
-    trace = flowlog.NotificationTrace(headers, body, received_at)
-    event = transaction = None
-    event_id = event_type = out_trade_no = None
-    try:
-        event = gw.parse_notification(headers, body)
-        trace.parsed(event)
-        event_id, event_type = event.id, event.event_type
-        if event_type != "TRANSACTION.SUCCESS":
-            # Basic payments notify only successes; acknowledge anything else so it stops.
-            return _finish(NotifyResult(204, "ignored", f"event {event_type}"), event_id, event_type, None,
-                           trace=trace)
-        transaction = event.transaction()
-        out_trade_no = transaction.out_trade_no
-        creds = gw.credentials
+    def check(self, received: notifications.Received) -> None:
+        transaction = received.event.transaction()
+        received.state["transaction"] = transaction
+        received.out_trade_no = transaction.out_trade_no
+        trace, creds = received.trace, gateway.gateway().credentials
         if not trace.check("mchid", transaction.mchid == creds.mchid, transaction.mchid):
-            return _finish(NotifyResult(400, "rejected", "mchid is not ours"), event_id, event_type, out_trade_no,
-                           trace=trace)
+            raise notifications.reject(400, "mchid is not ours")
         if not trace.check("appid", transaction.appid in (creds.appid, creds.miniprogram_appid), transaction.appid):
-            return _finish(NotifyResult(400, "rejected", "appid is not ours"), event_id, event_type, out_trade_no,
-                           trace=trace)
+            raise notifications.reject(400, "appid is not ours")
         if not trace.check("trade_state", transaction.trade_state == "SUCCESS" and bool(transaction.transaction_id),
                            f"{transaction.trade_state} {transaction.transaction_id or ''}".strip()):
-            return _finish(NotifyResult(400, "rejected", f"trade_state {transaction.trade_state}"),
-                           event_id, event_type, out_trade_no, trace=trace)
-        outcome = orders.apply_payment(
-            out_trade_no,
-            transaction_id=transaction.transaction_id,
-            amount_total=transaction.amount_total,
-            paid_at=_paid_at(transaction),
-            cause="notify",
-            wechat_ref=event_id,
-            commit=False,  # committed by _finish together with the records: one commit, atomic
-        )
-    except WeChatPayError as exc:
-        if event is None:
-            trace.refused(exc)  # the signature or the decryption failed
-        else:
-            trace.check("decrypt", False, str(exc))  # it opened, but is not a transaction
-        return _finish(NotifyResult(401, "rejected", str(exc)), event_id, event_type, out_trade_no, trace=trace)
-    except OrderError as exc:
-        if transaction is not None:
-            # apply_payment found no such attempt, or another amount: show what it compared.
-            expected = db.session.scalar(select(Payment.amount_total).where(Payment.out_trade_no == out_trade_no))
-            trace.check("amount", expected is not None and transaction.amount_total == expected,
-                        f"{transaction.amount_total} / {expected if expected is not None else '?'}")
-        return _finish(NotifyResult(exc.status, "rejected", exc.message), event_id, event_type, out_trade_no,
-                       trace=trace)
-    # apply_payment accepted the amount: it equals the attempt's.
-    trace.check("amount", True, f"{transaction.amount_total} / {transaction.amount_total}")
-    status_by_outcome = {PaymentOutcome.DUPLICATE: "duplicate"}
-    result = _finish(NotifyResult(204, status_by_outcome.get(outcome, str(outcome))), event_id, event_type,
-                     out_trade_no, keep=True, trace=trace)
-    if outcome == PaymentOutcome.DOUBLE:
-        refund_double_payment(out_trade_no)
-    return result
+            raise notifications.reject(400, f"trade_state {transaction.trade_state}")
+
+    def apply(self, received: notifications.Received) -> str:
+        transaction = received.state["transaction"]
+        assert isinstance(transaction, Transaction)
+        try:
+            outcome = orders.apply_payment(
+                transaction.out_trade_no,
+                transaction_id=transaction.transaction_id or "",
+                amount_total=transaction.amount_total,
+                paid_at=_paid_at(transaction),
+                cause="notify",
+                wechat_ref=received.event.id,
+            )  # committed by notifications.record with the records: one commit, atomic
+        except OrderError:
+            # No such attempt, or another amount: show what was compared.
+            expected = db.session.scalar(select(Payment.amount_total)
+                                         .where(Payment.out_trade_no == transaction.out_trade_no))
+            received.trace.check("amount", expected is not None and transaction.amount_total == expected,
+                                 f"{transaction.amount_total} / {expected if expected is not None else '?'}")
+            raise
+        # apply_payment accepted the amount: it equals the attempt's.
+        received.trace.check("amount", True, f"{transaction.amount_total} / {transaction.amount_total}")
+        return str(outcome)
+
+    def after(self, received: notifications.Received, outcome: str) -> None:
+        if outcome == PaymentOutcome.DOUBLE and received.out_trade_no:
+            refunds.refund_double_payment(received.out_trade_no)
 
 
-def refund_double_payment(out_trade_no: str) -> None:
-    """The order was already paid through another attempt: give this payment back, once."""
-    from . import refunds  # refunds builds on this module
-
-    refunds.refund_double_payment(out_trade_no)
+PAYMENT_NOTIFICATIONS = PaymentNotifications()
 
 
-def _finish(result: NotifyResult, event_id: str | None, event_type: str | None, out_trade_no: str | None,
-            keep: bool = False, trace: flowlog.NotificationTrace | None = None) -> NotifyResult:
-    """Record the notification (and its flow ``trace``) and commit; ``keep``: commit the applied payment with it."""
-    if result.outcome == "rejected":
-        log.warning("notification %s rejected (%s): %s", event_id or "-", result.status, result.reason)
-    if not keep:
-        db.session.rollback()  # nothing half-done from a refused notification may be committed
-    db.session.add(
-        NotificationRecord(
-            notification_id=event_id, event_type=event_type, out_trade_no=out_trade_no,
-            outcome=result.outcome, reason=result.reason[:200], http_status=result.status,
-        )
-    )
-    if trace is not None:
-        # Same transaction, same commit: no second lock or fsync, and no record of a payment
-        # that did not commit (nor a payment without its record).
-        flowlog.add_notification(trace, result)
-    db.session.commit()
-    return result
+def handle_payment_notification(headers, body: bytes, received_at: datetime | None = None,
+                                **where: str) -> notifications.NotifyResult:
+    """Verify, decrypt, check and apply one payment notification; record what happened."""
+    return notifications.receive(PAYMENT_NOTIFICATIONS, headers, body, received_at, **where)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import select
 
 from .. import gateway
@@ -19,9 +18,9 @@ from ..models import Order, OrderStatus, Payment, PaymentStatus, Refund, RefundS
 from ..wechatpay import APIError, WeChatPayError
 from ..wechatpay.refunds import RefundResult
 from ..wechatpay.times import parse_time
-from . import flowlog, orders
+from . import flowlog, notifications, orders, refund_states, wechat
 from .orders import OrderError
-from .payments import NotifyResult, PaymentError, _end_transaction, _finish
+from .wechat import PaymentError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class RefundError(OrderError):
 
 def refund_notify_url() -> str:
     """Where WeChat Pay reports refunds: ``WECHATPAY_REFUND_NOTIFY_URL`` or the shop's own route."""
-    return current_app.config.get("WECHATPAY_REFUND_NOTIFY_URL") or gateway.shop_base_url() + "/notify/wechatpay/refund"
+    return gateway.refund_notify_url()
 
 
 def order_payment(order: Order) -> Payment | None:
@@ -55,7 +54,7 @@ def request_refund(order: Order, amount: int, reason: str = "") -> Refund:
     payment = order_payment(order)
     if payment is None:
         raise OrderError("NOT_REFUNDABLE", _("找不到该订单的成功支付"), 409)
-    refund = orders.create_refund(payment, amount, reason=reason, kind="order", requested_by="merchant")
+    refund = refund_states.create_refund(payment, amount, reason=reason, kind="order", requested_by="merchant")
     return send(refund)
 
 
@@ -69,48 +68,48 @@ def send(refund: Refund) -> Refund:
         out_trade_no=payment.out_trade_no, transaction_id=payment.transaction_id, reason=refund.reason or None,
         notify_url=refund_notify_url(),
     )
-    _end_transaction()
     try:
-        result, _response = gateway.client().refund(**arguments)
+        result, _response = wechat.client().refund(**arguments)
     except APIError as exc:
         if exc.status < 500:
-            orders.refund_failed(refund_id, f"{exc.code}: {exc.message}")
+            refund_states.refund_failed(refund_id, f"{exc.code}: {exc.message}")
             raise RefundError(exc.code, _("微信支付拒绝退款：%(m)s", m=exc.message), 409) from exc
         raise PaymentError("WECHATPAY_UNAVAILABLE", _("微信支付暂时无法受理退款，请稍后重试"), 503) from exc
     except WeChatPayError as exc:
         log.warning("refund %s: %s (kept pending, retry with the same number)", out_refund_no, exc)
-        raise PaymentError("WECHATPAY_UNAVAILABLE", _("暂时无法连接微信支付，退款将保留为处理中"), 503) from exc
+        raise wechat.unavailable(_("暂时无法连接微信支付，退款将保留为处理中")) from exc
     apply(result, cause="merchant")
+    db.session.commit()
     refreshed = db.session.get(Refund, refund_id)
     db.session.refresh(refreshed)
     return refreshed
 
 
-def apply(result: RefundResult, cause: str, wechat_ref: str | None = None,
-          commit: bool = True) -> orders.RefundOutcome:
+def apply(result: RefundResult, cause: str, wechat_ref: str | None = None) -> refund_states.RefundOutcome:
+    """Apply a refund WeChat Pay described (answer, query or notification); the caller commits."""
     succeeded_at = None
     if result.success_time:
         try:
             succeeded_at = orders.to_utc_naive(parse_time(result.success_time))
         except ValueError:
             succeeded_at = None
-    return orders.apply_refund(
+    return refund_states.apply_refund(
         result.out_refund_no, wechat_status=result.status, refund_id=result.refund_id, amount=result.amount_refund,
-        succeeded_at=succeeded_at, cause=cause, wechat_ref=wechat_ref, commit=commit,
+        succeeded_at=succeeded_at, cause=cause, wechat_ref=wechat_ref,
     )
 
 
 def query(refund: Refund) -> Refund:
     """Ask WeChat Pay about one refund and apply the answer; resend one WeChat Pay never got."""
     out_refund_no, refund_id = refund.out_refund_no, refund.id
-    _end_transaction()
     try:
-        result, _response = gateway.client().query_refund(out_refund_no)
+        result, _response = wechat.client().query_refund(out_refund_no)
     except APIError as exc:
         if exc.code == "RESOURCE_NOT_EXISTS" and refund.status == RefundStatus.PENDING:
             return send(refund)  # the request never arrived: send it now, same number
         raise
     apply(result, cause="query")
+    db.session.commit()
     refreshed = db.session.get(Refund, refund_id)
     db.session.refresh(refreshed)
     return refreshed
@@ -121,7 +120,7 @@ def refresh_pending(order: Order) -> None:
     for refund in list(order.refunds):
         if refund.status not in (RefundStatus.PENDING, RefundStatus.ABNORMAL):
             continue
-        if not orders.claim_refund_query(refund.id, QUERY_INTERVAL_SECONDS):
+        if not refund_states.claim_refund_query(refund.id, QUERY_INTERVAL_SECONDS):
             continue
         try:
             query(refund)
@@ -153,7 +152,7 @@ def refund_double_payment(out_trade_no: str) -> Refund | None:
     if existing is not None:
         return existing
     try:
-        refund = orders.create_refund(payment, payment.amount_total, reason=_("重复支付退款"),
+        refund = refund_states.create_refund(payment, payment.amount_total, reason=_("重复支付退款"),
                                       kind="duplicate", requested_by="system")
     except OrderError as exc:
         log.warning("double payment %s not refunded: %s", out_trade_no, exc.message)
@@ -165,49 +164,48 @@ def refund_double_payment(out_trade_no: str) -> Refund | None:
         return refund
 
 
-def handle_refund_notification(headers, body: bytes, received_at: datetime | None = None) -> NotifyResult:
-    """Verify, decrypt, check and apply one REFUND.* notification; record what happened (flow record included)."""
-    gw = gateway.gateway()
-    trace = flowlog.NotificationTrace(headers, body, received_at, kind="notify_refund")
-    event = None
-    event_id = event_type = out_trade_no = None
-    try:
-        event = gw.parse_notification(headers, body)
-        trace.parsed(event)
-        event_id, event_type = event.id, event.event_type
-        if event_type not in REFUND_EVENTS:
-            return _finish(NotifyResult(204, "ignored", f"event {event_type}"), event_id, event_type, None,
-                           trace=trace)
+class RefundNotifications:
+    """``REFUND.*`` notifications for ``notifications.receive``: WeChat Pay "退款结果通知"."""
+
+    trace_kind = "notify_refund"
+
+    def accepts(self, event_type: str) -> bool:
+        return event_type in REFUND_EVENTS
+
+    def check(self, received: notifications.Received) -> None:
+        event, trace = received.event, received.trace
         if event.original_type != "refund":
-            return _finish(NotifyResult(400, "rejected", f"original_type {event.original_type}"),
-                           event_id, event_type, None, trace=trace)
+            raise notifications.reject(400, f"original_type {event.original_type}")
         result = RefundResult.from_dict(event.resource)
-        out_trade_no = (result.out_trade_no or "")[:32] or None
-        if not trace.check("mchid", result.mchid == gw.credentials.mchid, str(result.mchid)):
-            return _finish(NotifyResult(400, "rejected", "mchid is not ours"), event_id, event_type, out_trade_no,
-                           trace=trace)
-        if result.status != REFUND_EVENTS[event_type]:
-            return _finish(NotifyResult(400, "rejected", f"refund_status {result.status} in {event_type}"),
-                           event_id, event_type, out_trade_no, trace=trace)
+        received.state["result"] = result
+        received.out_trade_no = (result.out_trade_no or "")[:32] or None
+        if not trace.check("mchid", result.mchid == gateway.gateway().credentials.mchid, str(result.mchid)):
+            raise notifications.reject(400, "mchid is not ours")
+        if result.status != REFUND_EVENTS[event.event_type]:
+            raise notifications.reject(400, f"refund_status {result.status} in {event.event_type}")
         refund = db.session.scalar(select(Refund).where(Refund.out_refund_no == result.out_refund_no))
         if refund is None:
-            return _finish(NotifyResult(404, "rejected", f"unknown out_refund_no {result.out_refund_no}"),
-                           event_id, event_type, out_trade_no, trace=trace)
+            raise notifications.reject(404, f"unknown out_refund_no {result.out_refund_no}")
         payment = db.session.get(Payment, refund.payment_id)
         if payment is None or result.out_trade_no != payment.out_trade_no or (
                 result.transaction_id and payment.transaction_id and result.transaction_id != payment.transaction_id):
-            return _finish(NotifyResult(400, "rejected", "refund is not for this payment"),
-                           event_id, event_type, out_trade_no, trace=trace)
+            raise notifications.reject(400, "refund is not for this payment")
         trace.link = flowlog.Link(refund.order_id, refund.payment_id)  # known: the record needs no lookup
-        # Committed by _finish with the records: one commit, and no state change without its record.
-        outcome = apply(result, cause="notify", wechat_ref=event_id, commit=False)
-    except WeChatPayError as exc:
-        if event is None:
-            trace.refused(exc)  # the signature or the decryption failed
-        else:
-            trace.check("decrypt", False, str(exc))  # it opened, but is not a refund
-        return _finish(NotifyResult(401, "rejected", str(exc)), event_id, event_type, out_trade_no, trace=trace)
-    except OrderError as exc:
-        return _finish(NotifyResult(exc.status, "rejected", exc.message), event_id, event_type, out_trade_no,
-                       trace=trace)
-    return _finish(NotifyResult(204, str(outcome)), event_id, event_type, out_trade_no, keep=True, trace=trace)
+
+    def apply(self, received: notifications.Received) -> str:
+        result = received.state["result"]
+        assert isinstance(result, RefundResult)
+        # Committed by notifications.record with the records: one commit, atomic.
+        return str(apply(result, cause="notify", wechat_ref=received.event.id))
+
+    def after(self, received: notifications.Received, outcome: str) -> None:
+        pass
+
+
+REFUND_NOTIFICATIONS = RefundNotifications()
+
+
+def handle_refund_notification(headers, body: bytes, received_at: datetime | None = None,
+                               **where: str) -> notifications.NotifyResult:
+    """Verify, decrypt, check and apply one REFUND.* notification; record what happened (flow record included)."""
+    return notifications.receive(REFUND_NOTIFICATIONS, headers, body, received_at, **where)

@@ -1,6 +1,6 @@
 """Platform certificates (平台证书, the legacy verification-key mode): download, decrypt, cache.
 
-WeChat Pay API v3 ``GET /v3/certificates`` (reference §4.4): each certificate comes encrypted
+WeChat Pay API v3 ``GET /v3/certificates`` ("下载平台证书"): each certificate comes encrypted
 with the APIv3 key (AEAD_AES_256_GCM, AAD ``certificate``). The answer is signed by one of the
 certificates it carries, so it is verified *after* decryption, with the certificate whose
 serial is in ``Wechatpay-Serial`` (or with a key already trusted). Downloads happen on demand

@@ -10,15 +10,28 @@ class WeChatPayError(Exception):
 
 
 class SignatureError(WeChatPayError):
-    """A signature, its headers or its timestamp did not pass verification."""
+    """A signature, its headers or its timestamp did not pass verification.
+
+    ``check`` names which check refused, for programs (the flow inspector) to read instead of
+    the wording: ``"headers"``, ``"serial"``, ``"timestamp"``, ``"probe"``, ``"encoding"`` or
+    ``"signature"``.
+    """
+
+    def __init__(self, message: str, check: str = "signature") -> None:
+        super().__init__(message)
+        self.check = check
 
 
 class DecryptError(WeChatPayError):
     """An AEAD_AES_256_GCM resource could not be decrypted (wrong key, nonce, AAD or tampered)."""
 
+    check = "decrypt"
+
 
 class NotificationError(WeChatPayError):
     """A notification body is not the shape WeChat Pay sends."""
+
+    check = "decrypt"
 
 
 class TransportError(WeChatPayError):

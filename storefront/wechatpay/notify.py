@@ -7,6 +7,9 @@ WeChat Pay API v3 "支付通知" / "退款结果通知": the outer JSON carries 
 from __future__ import annotations
 
 import json
+import secrets
+import string
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +19,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from . import aead
 from .errors import NotificationError
 from .verify import Verification, Verifier
+
+NONCE_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True)
@@ -124,3 +129,49 @@ def parse_notification(
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NotificationError(f"not a WeChat Pay notification: {exc}") from exc
+
+
+def build_notification(
+    aes: AESGCM,
+    resource: Mapping[str, Any] | bytes,
+    *,
+    event_type: str,
+    summary: str,
+    create_time: str,
+    original_type: str = "transaction",
+    associated_data: str | None = None,
+    event_id: str | None = None,
+    nonce: str | None = None,
+) -> bytes:
+    """The outer JSON of a notification as WeChat Pay sends it, resource encrypted with the APIv3 key.
+
+    The counterpart of ``parse_notification`` (WeChat Pay API v3 "支付通知" / "退款结果通知"):
+    ``resource`` (a dict, or its exact JSON bytes) is sealed with AEAD_AES_256_GCM under a fresh
+    12-character nonce, ``associated_data`` defaulting to ``original_type``. The answer is the exact
+    bytes to sign and send.
+    """
+    if associated_data is None:
+        associated_data = original_type
+    if nonce is None:
+        nonce = "".join(secrets.choice(NONCE_ALPHABET) for _ in range(aead.NONCE_BYTES))
+    plaintext = resource if isinstance(resource, bytes) else _compact(resource).encode("utf-8")
+    outer = {
+        "id": event_id or str(uuid.uuid4()),
+        "create_time": create_time,
+        "resource_type": "encrypt-resource",
+        "event_type": event_type,
+        "summary": summary,
+        "resource": {
+            "original_type": original_type,
+            "algorithm": aead.ALGORITHM,
+            "ciphertext": aead.encrypt(aes, nonce, plaintext, associated_data),
+            "associated_data": associated_data,
+            "nonce": nonce,
+        },
+    }
+    return _compact(outer).encode("utf-8")
+
+
+def _compact(data: Mapping[str, Any]) -> str:
+    # As json_body in client.py: compact, Chinese kept as UTF-8.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

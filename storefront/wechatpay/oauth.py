@@ -1,6 +1,6 @@
 """WeChat login for payments: official-account web OAuth and mini program ``jscode2session``.
 
-Protocol reference §12: ``GET /sns/oauth2/access_token`` and ``GET /sns/jscode2session`` on
+WeChat "网页授权" and "小程序登录": ``GET /sns/oauth2/access_token`` and ``GET /sns/jscode2session`` on
 ``api.weixin.qq.com``. Both answer HTTP 200 with ``{"errcode", "errmsg"}`` on failure. The
 access_token and session_key they return are secrets: never logged, never kept here.
 """

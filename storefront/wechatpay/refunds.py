@@ -1,6 +1,6 @@
 """Refunds as WeChat Pay describes them: the refund API's answer and the REFUND.* resource.
 
-Reference §10.2 and §6.4. The API says ``status``; the notification says ``refund_status``.
+WeChat Pay "申请退款" and "退款结果通知". The API says ``status``; the notification says ``refund_status``.
 """
 
 from __future__ import annotations

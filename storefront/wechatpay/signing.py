@@ -83,22 +83,22 @@ def sign_request(
 def parse_authorization(header: str | None) -> dict[str, str]:
     """The five parameters of an Authorization header. :raise SignatureError: if malformed."""
     if not header:
-        raise SignatureError("missing Authorization header")
+        raise SignatureError("missing Authorization header", "headers")
     scheme, _, params = header.strip().partition(" ")
     if scheme != AUTH_SCHEME:
-        raise SignatureError(f"Authorization scheme must be {AUTH_SCHEME}")
+        raise SignatureError(f"Authorization scheme must be {AUTH_SCHEME}", "headers")
     fields: dict[str, str] = {}
     position = 0
     params = params.strip()
     while position < len(params):
         match = _AUTH_PARAM.match(params, position)
         if match is None:
-            raise SignatureError("Authorization parameters are not key=\"value\" pairs")
+            raise SignatureError("Authorization parameters are not key=\"value\" pairs", "headers")
         fields[match.group(1)] = match.group(2)
         position = match.end()
     missing = [name for name in AUTH_FIELDS if not fields.get(name)]
     if missing:
-        raise SignatureError(f"Authorization lacks {', '.join(missing)}")
+        raise SignatureError(f"Authorization lacks {', '.join(missing)}", "headers")
     return fields
 
 

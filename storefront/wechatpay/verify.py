@@ -92,31 +92,31 @@ class Verifier:
         values = {name: _header(headers, name) for name in SIGNED_HEADERS}
         missing = [name for name, value in values.items() if not value]
         if missing:
-            raise SignatureError(f"missing header {', '.join(missing)}")
+            raise SignatureError(f"missing header {', '.join(missing)}", "headers")
         signature_type = _header(headers, "Wechatpay-Signature-Type") or SIGNATURE_TYPE
         if signature_type != SIGNATURE_TYPE:
-            raise SignatureError(f"unsupported Wechatpay-Signature-Type {signature_type}")
+            raise SignatureError(f"unsupported Wechatpay-Signature-Type {signature_type}", "headers")
         serial = values["Wechatpay-Serial"]
         public_key = self._key_for(serial)
         if public_key is None:
-            raise SignatureError(f"unknown Wechatpay-Serial {serial}")
+            raise SignatureError(f"unknown Wechatpay-Serial {serial}", "serial")
         timestamp = values["Wechatpay-Timestamp"]
         if not timestamp.isascii() or not timestamp.isdigit():
-            raise SignatureError("Wechatpay-Timestamp is not a number")
+            raise SignatureError("Wechatpay-Timestamp is not a number", "timestamp")
         try:
             skew = abs((time.time() if now is None else now) - int(timestamp))
         except ValueError:
-            raise SignatureError("Wechatpay-Timestamp is not a number") from None
+            raise SignatureError("Wechatpay-Timestamp is not a number", "timestamp") from None
         if skew >= MAX_SKEW_SECONDS:
-            raise SignatureError("Wechatpay-Timestamp is more than 5 minutes off")
+            raise SignatureError("Wechatpay-Timestamp is more than 5 minutes off", "timestamp")
         signature = values["Wechatpay-Signature"]
         if signature.startswith(PROBE_PREFIX):
             # WeChat Pay's deliberate probes: a shop that accepts them does not verify at all.
-            raise SignatureError("signature probe (WECHATPAY/SIGNTEST/) refused")
+            raise SignatureError("signature probe (WECHATPAY/SIGNTEST/) refused", "probe")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise SignatureError("body is not UTF-8") from None
+            raise SignatureError("body is not UTF-8", "encoding") from None
         message = signing_string(timestamp, values["Wechatpay-Nonce"], text)
         verify_signature(public_key, message, signature)
         return Verification(serial, timestamp, values["Wechatpay-Nonce"], message)

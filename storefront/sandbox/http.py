@@ -1,0 +1,118 @@
+"""What the simulator's routes share: the signed-API wrapper, request parsing, the payer's acts."""
+
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import quote, urlsplit
+
+from flask import Response, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from ..extensions import db
+from ..i18n import lazy as _l
+from ..web import check_csrf
+from . import calllog
+from .models import SandboxTransaction
+from .simulator import ApiFailure
+from .state import MOUNT, sandbox
+
+
+def canonical_url() -> str:
+    """Path and query exactly as sent, without the mount prefix: what the merchant signed."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw:
+        parts = urlsplit(raw)
+        path = parts.path
+    else:
+        path = quote(request.script_root + request.path, safe="/-_.~!*'()|,;:@&=+$")
+    path = path[len(request.script_root):]
+    path = path[len(MOUNT):] if path.startswith(MOUNT) else path
+    query = request.query_string.decode("latin-1")
+    return path + ("?" + query if query else "")
+
+
+def signed_api(view):
+    """Authenticate the merchant, run the view, answer signed as WeChat Pay does."""
+
+    @wraps(view)
+    def wrapper(**kwargs):
+        platform = sandbox().platform
+        body = request.get_data(cache=True)
+        call = calllog.CallRecord.start(request.method, canonical_url(), request.headers, body)
+        try:
+            merchant = platform.authenticate(request.method, call.path, request.headers, body)
+            call.auth_ok, call.auth_result = True, "验签通过"
+            calllog.check_rate(platform, merchant)
+            status, data = view(platform, merchant, **kwargs)
+        except ApiFailure as exc:
+            status, data = exc.status, exc.body()
+            if not call.auth_ok:
+                call.auth_result = f"{exc.code}: {exc.message}"
+        # The answer's key follows the request's Wechatpay-Serial (the switch-over rule).
+        payload, status, headers = platform.signed(status, data, request.headers.get("Wechatpay-Serial"))
+        calllog.record(call, status, payload, headers)
+        return Response(payload, status, headers)
+
+    return wrapper
+
+
+def json_body():
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiFailure(400, "PARAM_ERROR", "请求体不是合法的JSON")
+    return data
+
+
+RESULT_MESSAGES = {
+    "SUCCESS": _l("支付成功"),
+    "CANCEL": _l("已取消支付"),
+    "NOTENOUGH": _l("零钱余额不足，请更换支付方式"),
+    "PAYERROR": _l("银行系统异常，支付失败，请稍后再试"),
+    "USERPAYING": _l("支付处理中：付款人正在输入密码"),
+    "ORDERPAID": _l("该订单已支付，请勿重复支付"),
+    "ORDER_CLOSED": _l("订单已关闭"),
+    "ORDER_EXPIRED": _l("二维码已过期，请让商家重新生成"),
+}
+
+
+def transaction_by_token(token: str | None) -> SandboxTransaction:
+    txn = db.session.scalar(select(SandboxTransaction).where(SandboxTransaction.pay_token == (token or "")))
+    if txn is None:
+        raise ApiFailure(404, "ORDER_NOT_EXIST", "二维码无效或订单不存在")
+    return txn
+
+
+def payer_acts(result: str):
+    check_csrf()
+    token = request.args.get("pr")
+    try:
+        txn = transaction_by_token(token)
+    except ApiFailure as exc:
+        return render_template("errors/error.html", status=404, code=exc.code, message=exc.message), 404
+    shape = request.form.get("notify", "normal")
+    state = sandbox()
+    paid, reason = state.platform.pay(txn, result)
+    if paid:
+        state.platform.enqueue_payment_notification(txn, shape if valid_shape(shape) else "normal")
+        state.notify_soon()
+    return redirect(url_for("sandbox.payer.scan", pr=token, result=reason), code=303)
+
+
+def control_error(status: int, code: str, message: str):
+    return {"code": code, "message": message}, status
+
+
+def valid_shape(shape: object) -> bool:
+    if not isinstance(shape, str):
+        return False
+    kind, _, argument = shape.partition(":")
+    if kind in ("normal", "drop"):
+        return argument == ""
+    try:
+        if kind == "delay":
+            return 0 <= float(argument) <= 86400
+        if kind == "duplicate":
+            return 1 <= int(argument) <= 50
+    except ValueError:
+        return False
+    return False

@@ -1,0 +1,232 @@
+"""The order state machine in process: tables of (state, event) → outcome, no server, no HTTP.
+
+``services/orders.py`` is the one place that changes an order's, an attempt's or a refund's
+status; these tables pin every move it allows and every one it refuses.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from helpers import new_order, open_attempt, refund_of
+from sqlalchemy import select
+
+from storefront.extensions import db
+from storefront.models import OrderEvent, OrderStatus, Payment, PaymentStatus, RefundStatus, utcnow
+from storefront.services import orders, refund_states
+from storefront.services.orders import OrderError, PaymentOutcome
+from storefront.services.refund_states import RefundOutcome
+
+P, C, D, R = OrderStatus.PENDING, OrderStatus.CLOSED, OrderStatus.PAID, OrderStatus.REFUNDED
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app
+
+
+def pay(payment: Payment, amount: int | None = None, transaction_id: str = "4200000001") -> PaymentOutcome:
+    """WeChat Pay reports the attempt paid; committed as its caller (a query, a notification) does."""
+    outcome = orders.apply_payment(payment.out_trade_no, transaction_id=transaction_id,
+                                   amount_total=payment.amount_total if amount is None else amount,
+                                   paid_at=utcnow(), cause="notify")
+    db.session.commit()
+    return outcome
+
+
+def reload(row):
+    db.session.refresh(row)
+    return row
+
+
+# -- the transition table ----------------------------------------------------------------------
+
+ALL = [P, C, D, R]
+
+
+@pytest.mark.parametrize("source", ALL)
+@pytest.mark.parametrize("target", ALL)
+def test_only_the_table_s_moves_are_legal(source, target):
+    legal = {(P, D), (P, C), (D, R), (C, D)}
+    assert ((source, target) in orders.TRANSITIONS) == ((source, target) in legal)
+
+
+# -- applying a payment WeChat Pay reported: (order state, attempt state) → outcome ---------------
+
+def _setup(state: str):
+    """An order and the attempt a notification is about, in the named starting state."""
+    order = new_order()
+    payment = open_attempt(order)
+    if state == "pending/notpay":
+        pass
+    elif state == "pending/closed":
+        orders.close_payment(payment.id, "job")
+    elif state == "closed/closed":
+        orders.close_payment(payment.id, "job")
+        assert orders.close_order_if_unpaid(order.id, "job")
+    elif state == "paid/paid":
+        assert pay(payment) == PaymentOutcome.APPLIED
+    elif state == "paid-by-another/closed":
+        orders.close_payment(payment.id, "shopper")
+        first = open_attempt(order)
+        assert pay(first, transaction_id="4200000000") == PaymentOutcome.APPLIED
+        # The closed attempt is the one now reported paid.
+    return order, payment
+
+
+PAYMENT_TABLE = [
+    # starting state,          outcome,                 order after, attempt after, needs_review
+    ("pending/notpay",         PaymentOutcome.APPLIED,   D, PaymentStatus.PAID, False),
+    ("pending/closed",         PaymentOutcome.LATE,      D, PaymentStatus.PAID, True),
+    ("closed/closed",          PaymentOutcome.LATE,      D, PaymentStatus.PAID, True),
+    ("paid/paid",              PaymentOutcome.DUPLICATE, D, PaymentStatus.PAID, False),
+    ("paid-by-another/closed", PaymentOutcome.DOUBLE, D, PaymentStatus.PAID, True),
+]
+
+
+@pytest.mark.parametrize("state,outcome,order_after,payment_after,review", PAYMENT_TABLE)
+def test_apply_payment(ctx, state, outcome, order_after, payment_after, review):
+    order, payment = _setup(state)
+    assert pay(payment) == outcome
+    assert reload(order).status == order_after
+    assert reload(order).needs_review is review
+    assert reload(payment).status == payment_after
+
+
+@pytest.mark.parametrize("state", ["pending/notpay", "closed/closed"])
+@pytest.mark.parametrize("amount,code,status", [(1, "AMOUNT_MISMATCH", 400), (None, "ORDER_NOT_EXIST", 404)])
+def test_a_payment_that_is_not_ours_changes_nothing(ctx, state, amount, code, status):
+    order, payment = _setup(state)
+    before = (reload(order).status, reload(payment).status)
+    with pytest.raises(OrderError) as refused:
+        if amount is None:
+            orders.apply_payment("NO-SUCH-ATTEMPT", transaction_id="42", amount_total=1, paid_at=utcnow(),
+                                 cause="notify")
+        else:
+            pay(payment, amount=amount)
+    assert (refused.value.code, refused.value.status) == (code, status)
+    db.session.rollback()
+    assert (reload(order).status, reload(payment).status) == before
+
+
+# -- closing: (state, event) → changed? ----------------------------------------------------------
+
+CLOSE_TABLE = [
+    # state,            close the attempt, then close the order if unpaid → order after, first time?
+    ("pending/notpay", True, C),
+    ("pending/closed", False, C),  # the attempt was already closed: the order closes now
+    ("paid/paid", False, D),  # never close a paid order
+]
+
+
+@pytest.mark.parametrize("state,attempt_closes,order_after", CLOSE_TABLE)
+def test_close(ctx, state, attempt_closes, order_after):
+    order, payment = _setup(state)
+    assert orders.close_payment(payment.id, "job") is attempt_closes
+    assert orders.close_order_if_unpaid(order.id, "job") is (order_after == C)
+    assert reload(order).status == order_after
+    assert orders.close_order_if_unpaid(order.id, "job") is False  # second time: nothing changes
+
+
+def test_an_order_with_an_open_attempt_is_not_closed(ctx):
+    order, _payment = _setup("pending/notpay")
+    assert orders.close_order_if_unpaid(order.id, "job") is False
+    assert reload(order).status == P
+
+
+def test_every_status_change_is_recorded(ctx):
+    order, payment = _setup("pending/notpay")
+    pay(payment)
+    moves = [(e.from_status, e.to_status) for e in db.session.scalars(
+        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))]
+    assert moves == [("", P), (P, D)]
+
+
+# -- starting attempts ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("state,code", [("paid/paid", "ORDERPAID"), ("closed/closed", "ORDER_CLOSED")])
+def test_no_attempt_starts_on_a_finished_order(ctx, state, code):
+    order, _payment = _setup(state)
+    with pytest.raises(OrderError) as refused:
+        orders.start_payment(reload(order), "native", 600, 10)
+    assert refused.value.code == code
+
+
+def test_reuse_needs_time_left(ctx):
+    order = new_order()
+    short = open_attempt(order, ttl_seconds=5)
+    assert orders.reusable_payment(order, "native", min_remaining_seconds=30) is None
+    assert orders.reusable_payment(order, "native", min_remaining_seconds=1).id == short.id
+    assert orders.reusable_payment(order, "h5", min_remaining_seconds=1) is None
+    db.session.execute(Payment.__table__.update().where(Payment.id == short.id)
+                       .values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert orders.reusable_payment(order, "native", min_remaining_seconds=0) is None
+
+
+# -- refunds: (refund state, WeChat's report) → outcome, refund after ----------------------------
+
+def _refund(state: str):
+    order, payment = _setup("pending/notpay")
+    pay(payment)
+    refund = refund_states.create_refund(reload(payment), payment.amount_total, reason="test")
+    if state == "abnormal":
+        refund_states.apply_refund(refund.out_refund_no, wechat_status="ABNORMAL", refund_id="5030", amount=None,
+                            succeeded_at=None, cause="query")
+        db.session.commit()
+    elif state == "success":
+        refund_states.apply_refund(refund.out_refund_no, wechat_status="SUCCESS", refund_id="5030", amount=None,
+                            succeeded_at=None, cause="query")
+        db.session.commit()
+    elif state == "closed":
+        refund_states.apply_refund(refund.out_refund_no, wechat_status="CLOSED", refund_id="5030", amount=None,
+                            succeeded_at=None, cause="query")
+        db.session.commit()
+    return order, payment, refund
+
+
+REFUND_TABLE = [
+    # refund state, WeChat reports, outcome,                    refund after,          order after
+    ("pending",  "PROCESSING", RefundOutcome.PROCESSING, RefundStatus.PENDING,  D),
+    ("pending",  "SUCCESS",    RefundOutcome.APPLIED,    RefundStatus.SUCCESS,  R),
+    ("pending",  "ABNORMAL",   RefundOutcome.APPLIED,    RefundStatus.ABNORMAL, D),
+    ("pending",  "CLOSED",     RefundOutcome.APPLIED,    RefundStatus.CLOSED,   D),
+    ("abnormal", "SUCCESS",    RefundOutcome.APPLIED,    RefundStatus.SUCCESS,  R),
+    ("abnormal", "CLOSED",     RefundOutcome.APPLIED,    RefundStatus.CLOSED,   D),
+    ("success",  "SUCCESS",    RefundOutcome.DUPLICATE,  RefundStatus.SUCCESS,  R),
+    ("success",  "CLOSED",     RefundOutcome.DUPLICATE,  RefundStatus.SUCCESS,  R),
+    ("closed",   "SUCCESS",    RefundOutcome.DUPLICATE,  RefundStatus.CLOSED,   D),
+]
+
+
+@pytest.mark.parametrize("state,reported,outcome,refund_after,order_after", REFUND_TABLE)
+def test_apply_refund(ctx, state, reported, outcome, refund_after, order_after):
+    order, _payment, refund = _refund(state)
+    assert refund_states.apply_refund(refund.out_refund_no, wechat_status=reported, refund_id="5030", amount=None,
+                               succeeded_at=None, cause="notify") == outcome
+    db.session.commit()
+    assert refund_of(refund.id).status == refund_after
+    assert reload(order).status == order_after
+
+
+@pytest.mark.parametrize("state,reserved_after", [("pending", True), ("closed", False)])
+def test_a_closed_refund_gives_the_amount_back(ctx, state, reserved_after):
+    _order, payment, _refund_row = _refund(state)
+    assert (reload(payment).refund_reserved == payment.amount_total) is reserved_after
+
+
+def test_refunds_never_exceed_what_was_paid(ctx):
+    _order, payment, _refund_row = _refund("pending")
+    with pytest.raises(OrderError) as refused:
+        refund_states.create_refund(reload(payment), 1)
+    assert refused.value.code == "REFUND_EXCEEDS_PAID"
+
+
+def test_a_refused_refund_is_failed_once(ctx):
+    _order, payment, refund = _refund("pending")
+    assert refund_states.refund_failed(refund.id, "INVALID_REQUEST: test") is True
+    assert refund_states.refund_failed(refund.id, "INVALID_REQUEST: test") is False
+    assert refund_of(refund.id).status == RefundStatus.FAILED
+    assert reload(payment).refund_reserved == 0
+
