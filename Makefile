@@ -49,11 +49,12 @@ test: $(VENV)/.dev init
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-# make docs-screenshots: retake the docs' screenshots with the test suite's browser
-# (tests/test_browser_flow.py), in Chinese (docs/img/, for docs/zh/) and English (docs/img/en/, for docs/en/).
+# make docs-screenshots: retake the docs' screenshots with the test suite's browser (the tests/test_browser_*.py
+# that shoot for the docs), in Chinese (docs/img/, for docs/zh/) and English (docs/img/en/, for docs/en/).
+DOCS_SHOOTERS := tests/test_browser_flow.py tests/test_browser_reconciliation.py
 docs-screenshots: cjk-fonts $(VENV)/.dev init
-	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_flow.py
-	DOCS_SCREENSHOTS=1 DOCS_LANG=en $(PY) -m pytest -q tests/test_browser_flow.py
+	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q $(DOCS_SHOOTERS)
+	DOCS_SCREENSHOTS=1 DOCS_LANG=en $(PY) -m pytest -q $(DOCS_SHOOTERS)
 
 # Without a CJK font Chromium draws every Chinese glyph as a box: refuse rather than commit such screenshots.
 cjk-fonts:

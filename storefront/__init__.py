@@ -31,6 +31,7 @@ FROM_ENVIRON = {
     "WECHATPAY_OAUTH_API_BASE": ("WECHATPAY_OAUTH_API_BASE", str),
     "PROXY_FIX_X_FOR": ("PROXY_FIX_X_FOR", int),
     "SANDBOX_H5_DOMAIN": ("SANDBOX_H5_DOMAIN", str),
+    "SANDBOX_H5_LOOPBACK": ("SANDBOX_H5_LOOPBACK", str),
     "WECHATPAY_MERCHANT_KEY_FILE": ("WECHATPAY_MERCHANT_KEY_FILE", str),
     "WECHATPAY_MERCHANT_SERIAL": ("WECHATPAY_MERCHANT_SERIAL", str),
     "WECHATPAY_APIV3_KEY": ("WECHATPAY_APIV3_KEY", str),
@@ -47,6 +48,10 @@ FROM_ENVIRON = {
     "SANDBOX_NOTIFY_SIGNING": ("SANDBOX_NOTIFY_SIGNING", str),
     "SANDBOX_ANSWER_SIGNING": ("SANDBOX_ANSWER_SIGNING", str),
     "SANDBOX_RATE_LIMIT": ("SANDBOX_RATE_LIMIT", int),
+    "SANDBOX_PAID_CODE": ("SANDBOX_PAID_CODE", str),
+    "SANDBOX_COUPON_AMOUNT": ("SANDBOX_COUPON_AMOUNT", int),
+    "SANDBOX_FEE_RATE_BP": ("SANDBOX_FEE_RATE_BP", int),
+    "SANDBOX_ANSWER_PROBE_RATE": ("SANDBOX_ANSWER_PROBE_RATE", float),
     "FLOW_RETENTION_DAYS": ("FLOW_RETENTION_DAYS", int),
     "FLOW_MAX_FIELD_CHARS": ("FLOW_MAX_FIELD_CHARS", int),
     "SCHEDULER_INTERVAL_SECONDS": ("SCHEDULER_INTERVAL_SECONDS", float),
@@ -74,6 +79,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         WECHATPAY_OAUTH_API_BASE=None,  # None: the simulator in simulator mode, else api.weixin.qq.com
         PROXY_FIX_X_FOR=0,  # trusted reverse proxies in front of the shop (payer IP for H5)
         SANDBOX_H5_DOMAIN=None,  # None: the host the shop calls the simulator with
+        SANDBOX_H5_LOOPBACK="demo",  # "demo": the cashier opens for 127.0.0.1 with a note; "refuse": as WeChat
         RETURN_PAGE_QUERIES=6,  # H5 return / JSAPI :ok page: status checks before "I have paid"
         RETURN_PAGE_QUERY_GAP_MS=1500,
         PAYMENT_TTL_SECONDS=900,
@@ -88,6 +94,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         SANDBOX_TIME_SCALE=1.0,
         SANDBOX_NOTIFIER=True,
         SANDBOX_MERCHANT_NAME="山间小铺",
+        SANDBOX_FEE_RATE_BP=60,  # 手续费 rate in the simulator's bills, basis points (0.60%)
         AUTO_INIT=True,
         SCHEDULER_INTERVAL_SECONDS=0,  # make run sets 60; production uses cron
         PORT=5000,

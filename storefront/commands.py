@@ -1,4 +1,8 @@
-"""CLI: ``flask --app wsgi init | close-expired | reconcile``, thin over the services."""
+"""CLI: ``flask --app wsgi init | close-expired | reconcile | reconcile-bill``, thin over the services."""
+
+import json
+import sys
+from datetime import date
 
 import click
 from flask import Flask, current_app
@@ -25,3 +29,33 @@ def register(app: Flask) -> None:
         """Query WeChat Pay for attempts pending a while and apply the answers."""
         checked, paid = jobs.reconcile()
         click.echo(f"queried {checked} attempt(s); {paid} found paid")
+
+    @app.cli.command("reconcile-bill")
+    @click.option("--date", "bill_date", default=None, metavar="YYYY-MM-DD",
+                  help="The day to reconcile (Asia/Shanghai). Default: yesterday.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+    def reconcile_bill(bill_date: str | None, as_json: bool) -> None:
+        """Reconcile a day's WeChat Pay trade bill with the shop's ledger (exit 0 matched, 3 differences, 1 no bill)."""
+        from .services import reconciliation
+
+        try:
+            day = date.fromisoformat(bill_date) if bill_date else reconciliation.yesterday()
+        except ValueError:
+            raise click.BadParameter("must be YYYY-MM-DD", param_hint="--date") from None
+        result, status = reconciliation.reconcile_day(day)
+        run = reconciliation.run_for(day.isoformat())
+        if as_json:
+            summary = result.summary()
+            if status == reconciliation.EXIT_FAILED and run is not None:
+                summary["error"] = run.error  # why there was nothing to compare (exit status 1)
+            click.echo(json.dumps(summary, ensure_ascii=False))
+        elif status == reconciliation.EXIT_FAILED:
+            click.echo(f"{day}: no bill to reconcile: {run.error if run else ''}", err=True)
+        else:
+            click.echo(f"{day}: {result.bill_rows} bill line(s), {result.matched} matched, "
+                       f"{len(result.applied)} applied from the bill, {result.differences} difference(s), "
+                       f"fees {result.fees_total / 100:.2f} yuan")
+            for item in result.details:
+                click.echo(f"  {item.kind}: {item.out_refund_no or item.out_trade_no} {item.order_no} "
+                           f"shop={item.shop} wechat={item.wechat}")
+        sys.exit(status)

@@ -116,6 +116,8 @@ class Payment(db.Model):
     # fen held by refunds not CLOSED/failed: reserved with a conditional UPDATE before asking
     # WeChat Pay, so two refunds racing can never exceed what was paid.
     refund_reserved: Mapped[int] = mapped_column(default=0)
+    # fen the payer paid (amount.payer_total): less than amount_total when a coupon paid part of it.
+    payer_total: Mapped[int | None]
 
     order: Mapped[Order] = relationship(back_populates="payments")
 
@@ -233,9 +235,31 @@ class Refund(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     succeeded_at: Mapped[datetime | None]
     last_queried_at: Mapped[datetime | None]
+    # fen back to the payer (amount.payer_refund); the rest of ``amount`` goes back to the coupon.
+    payer_refund: Mapped[int | None]
 
     payment: Mapped[Payment] = relationship()
 
     @property
     def status_label(self) -> str:
         return REFUND_LABELS.get(RefundStatus(self.status), self.status)
+
+
+class ReconciliationRun(db.Model):
+    """One day's reconciliation against WeChat Pay's trade bill (``flask reconcile-bill``), the latest run kept.
+
+    ``result`` is the JSON the command prints with ``--json`` plus each difference's details.
+    """
+
+    __tablename__ = "reconciliation_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_date: Mapped[str] = mapped_column(String(10), unique=True)  # YYYY-MM-DD, Asia/Shanghai
+    ran_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))  # matched, differences, failed
+    bill_rows: Mapped[int] = mapped_column(default=0)
+    matched: Mapped[int] = mapped_column(default=0)
+    applied: Mapped[int] = mapped_column(default=0)
+    differences: Mapped[int] = mapped_column(default=0)
+    fees_total: Mapped[int] = mapped_column(default=0)  # fen, the bill's 手续费总金额
+    error: Mapped[str] = mapped_column(String(300), default="")
+    result: Mapped[str] = mapped_column(Text, default="{}")  # JSON

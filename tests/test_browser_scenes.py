@@ -160,7 +160,8 @@ def test_wechat_in_app_jsapi_with_oauth_and_the_pay_sheet(open_context, live_ser
     expect(page.locator("#bridge-message")).to_contain_text("支付未完成")
     assert order_status(page, order_no) == "pending"
 
-    # Still typing the password: no callback yet, and WeChat Pay answers USERPAYING meanwhile.
+    # Still typing the password: no callback yet, and WeChat Pay's query says NOTPAY meanwhile
+    # (USERPAYING is for payment-code orders); the sheet goes through after a moment by itself.
     page.locator("#jsapi-pay").click()
     page.locator("#wxsim-userpaying").click()
     expect(page.locator("#wxsim-note")).to_contain_text("支付处理中")

@@ -124,21 +124,19 @@ def test_dropped_notification_is_recovered_by_reconcile(serve):
     assert moves(server.app, order_no) == [("pending", "paid", "job")]
 
 
-@pytest.mark.parametrize("fault", ["USERPAYING", "SYSTEM_ERROR"])
+# USERPAYING is no query fault of a Native order: WeChat Pay answers it for payment-code orders
+# only (tests/test_fidelity.py covers the payer typing the password instead).
+@pytest.mark.parametrize("fault", ["SYSTEM_ERROR"])
 def test_query_faults_leave_the_order_pending_until_a_later_query(serve, fault):
     server, shopper = serve(ACTIVE_QUERY_INTERVAL_SECONDS=0)
     order_no, out_trade_no = checkout(shopper)
-    if fault == "SYSTEM_ERROR":
-        assert shopper.pay_in_simulator(out_trade_no, notify="drop").status_code == 200
-    # USERPAYING is what a query says while the payer types the password: before the payment.
+    assert shopper.pay_in_simulator(out_trade_no, notify="drop").status_code == 200
     answer = requests.post(f"{server.url}/sandbox/control/query-fault",
                            json={"out_trade_no": out_trade_no, "fault": fault}, timeout=10)
     assert answer.status_code == 200, answer.text
 
     assert shopper.order(order_no)["status"] == "pending"  # the faulty answer changed nothing
     assert payment_row(server.app, out_trade_no).status == "notpay"
-    if fault == "USERPAYING":
-        assert shopper.pay_in_simulator(out_trade_no, notify="drop").status_code == 200
     assert shopper.order(order_no)["status"] == "paid"
     assert moves(server.app, order_no) == [("pending", "paid", "query")]
     assert queries_at_wechat(server.app, out_trade_no) == 2

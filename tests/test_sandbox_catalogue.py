@@ -95,10 +95,18 @@ def test_ordering_or_paying_a_closed_order_is_order_closed(m):
     assert again.status_code == 204
 
 
-def test_closing_a_paid_order_is_orderpaid(m):
-    out_trade_no, _ = m.paid_order()
-    answer = m.send("POST", f"/v3/pay/transactions/out-trade-no/{out_trade_no}/close", {"mchid": "1230000109"})
-    assert error(answer) == (400, {"code": "ORDERPAID", "message": "订单已支付"})
+@pytest.mark.parametrize("spelling", ["ORDER_PAID", "ORDERPAID"])
+def test_closing_a_paid_order_is_order_paid(m, spelling):
+    """ORDER_PAID as the v3 troubleshooting handbook answers; the setting gives the older spelling."""
+    settings = f"{m.server.url}/sandbox/control/settings"
+    if spelling != "ORDER_PAID":
+        assert requests.post(settings, json={"paid_code": spelling}, timeout=10).status_code == 200
+    try:
+        out_trade_no, _ = m.paid_order()
+        answer = m.send("POST", f"/v3/pay/transactions/out-trade-no/{out_trade_no}/close", {"mchid": "1230000109"})
+        assert error(answer) == (400, {"code": spelling, "message": "订单已支付"})
+    finally:
+        requests.post(settings, json={"paid_code": "ORDER_PAID"}, timeout=10)
 
 
 @pytest.mark.parametrize("method, path, body", [

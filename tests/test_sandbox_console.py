@@ -46,11 +46,12 @@ def test_failed_payer_choices_leave_the_order_payable(m, result):
     assert m.pay(out_trade_no).status_code == 200 and query_state(m, out_trade_no) == "SUCCESS"
 
 
-def test_userpaying_until_the_payer_finishes(m):
+def test_a_payer_typing_the_password_is_notpay_until_they_finish(m):
+    """USERPAYING is a payment-code (MICROPAY) state: a Native order's query says NOTPAY meanwhile."""
     out_trade_no, _ = m.create()
     assert m.pay(out_trade_no, "USERPAYING").json()["result"] == "USERPAYING"
     answer = m.send("GET", f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=1230000109").json()
-    assert answer["trade_state"] == "USERPAYING" and answer["trade_state_desc"] == "用户支付中（输入密码）"
+    assert answer["trade_state"] == "NOTPAY" and answer["trade_state_desc"] == "订单未支付"
     assert "transaction_id" not in answer
     assert m.pay(out_trade_no, "CANCEL").status_code == 200 and query_state(m, out_trade_no) == "NOTPAY"
     assert m.pay(out_trade_no, "USERPAYING").status_code == 200
@@ -84,7 +85,7 @@ def test_the_scan_page_offers_the_failures(live_server, m):
     assert after.status_code == 200 and "零钱余额不足，请更换支付方式" in after.text
     assert query_state(m, out_trade_no) == "NOTPAY"
     after = browser.post(fail, data={"csrf_token": token, "result": "USERPAYING"}, timeout=10)
-    assert "付款人正在输入密码" in after.text and query_state(m, out_trade_no) == "USERPAYING"
+    assert "付款人正在输入密码" in after.text and query_state(m, out_trade_no) == "NOTPAY"
     assert browser.post(fail, data={"result": "PAYERROR"}, timeout=10).status_code == 400  # no CSRF token
 
 
@@ -198,7 +199,7 @@ PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/
             "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
 
 
-@pytest.mark.parametrize("action, state", [("NOTENOUGH", "NOTPAY"), ("PAYERROR", "NOTPAY"), ("USERPAYING", "USERPAYING")])
+@pytest.mark.parametrize("action, state", [("NOTENOUGH", "NOTPAY"), ("PAYERROR", "NOTPAY"), ("USERPAYING", "NOTPAY")])
 def test_the_h5_cashier_offers_the_failures(live_server, action, state):
     import html
 

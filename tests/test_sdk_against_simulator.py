@@ -90,7 +90,7 @@ def test_sdk_sees_a_payment_and_cannot_close_it(server, wxpay):
     assert transaction["amount"]["payer_total"] == 3900
 
     code, message = wxpay.close(out_trade_no=out_trade_no)
-    assert code == 400 and json.loads(message)["code"] == "ORDERPAID"
+    assert code == 400 and json.loads(message)["code"] == "ORDER_PAID"  # the v3 handbook's spelling
 
 
 def test_sdk_errors_come_back_as_wechat_codes(wxpay):

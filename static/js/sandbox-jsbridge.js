@@ -9,6 +9,7 @@
   var script = document.currentScript;
   var base = script ? script.src.replace(/\/jsapi\/bridge\.js(\?.*)?$/, '') : '/sandbox';
   var OK = 'get_brand_wcpay_request:ok';
+  var PASSWORD_DELAY_MS = 4000;  // how long the simulated payer types the password
   var CANCEL = 'get_brand_wcpay_request:cancel';
   var FAIL = 'get_brand_wcpay_request:fail';
 
@@ -114,7 +115,7 @@
       var bank = element('button', 'wxsim-btn wxsim-fail', '模拟支付失败（银行系统错误）');
       bank.id = 'wxsim-bank-error';
       bank.type = 'button';
-      var paying = element('button', 'wxsim-btn wxsim-fail', '模拟：正在输入密码（USERPAYING）');
+      var paying = element('button', 'wxsim-btn wxsim-fail', '模拟：正在输入密码（稍后完成支付）');
       paying.id = 'wxsim-userpaying';
       paying.type = 'button';
       var note = element('p', 'wxsim-desc', '');
@@ -135,13 +136,16 @@
       }
       close.addEventListener('click', function () { finish({ err_msg: CANCEL }); });
       function act(result) {
+        if (done) return;
         pay.disabled = fail.disabled = bank.disabled = paying.disabled = true;
         post('/jsapi/pay', { params: params, result: result }).then(function (answer) {
           if (answer.err_msg === OK) finish({ err_msg: OK });
-          else if (answer.trade_state === 'USERPAYING') {
-            // The payer is still typing the password: no callback yet; finishing pays.
+          else if (answer.payer_typing) {
+            // The payer is still typing the password: no callback yet; WeChat Pay's queries say
+            // NOTPAY meanwhile (USERPAYING is for payment-code orders only). Then it goes through.
             note.textContent = answer.message || '';
             pay.disabled = false;
+            setTimeout(function () { act('SUCCESS'); }, PASSWORD_DELAY_MS);
           } else finish({ err_msg: FAIL, err_desc: answer.message || '' });
         }, function () { finish({ err_msg: FAIL, err_desc: '网络异常' }); });
       }

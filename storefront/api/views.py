@@ -46,6 +46,9 @@ def _order_json(order: Order) -> dict:
         "created_at": _time(order.created_at),
         "paid_at": _time(order.paid_at),
         "amount_refunded": order.amount_refunded,  # fen; status stays "paid" until it reaches the total
+        # fen the payer paid (amount.payer_total of the paid attempt): less than amount_total with a coupon.
+        "payer_total": next((p.payer_total for p in order.payments if p.status == "paid" and p.payer_total is not None),
+                            None),
     }
 
 

@@ -27,7 +27,8 @@ CHECK_LABELS = {
     "outcome": _l("幂等入账并应答"),
 }
 STATUS_LABELS = {"pending": _l("待支付"), "paid": _l("已支付"), "closed": _l("已关闭"), "refunded": _l("已退款")}
-CAUSE_LABELS = {"shopper": _l("顾客"), "notify": _l("支付通知"), "query": _l("主动查询"), "job": _l("定时任务")}
+CAUSE_LABELS = {"shopper": _l("顾客"), "notify": _l("支付通知"), "query": _l("主动查询"), "job": _l("定时任务"),
+                "bill": _l("对账")}
 ORIGIN_LABELS = {"poll": _l("页面轮询触发的主动查询"), "job": _l("定时任务"), "browser": _l("页面上报"),
                  "wechatpay": _l("微信支付推送")}
 

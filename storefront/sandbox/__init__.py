@@ -23,7 +23,7 @@ class Mounted:
 def register(app: Flask) -> Mounted:
     """Mount the simulator at ``/sandbox``: its routes, its demo merchant's files, its CLI command."""
     # Each module adds its routes to the nested blueprints (blueprints.py) as it is imported.
-    from . import console, scene_views, tamper, views, views_api  # noqa: F401
+    from . import bills, console, scene_views, tamper, views, views_api  # noqa: F401
     from .blueprints import assemble
     from .scene_views import install_log_redaction
 

@@ -119,11 +119,16 @@ def console_settings():
     check_csrf()
     platform = sandbox().platform
     try:
-        for name in ("notify_signing", "answer_signing"):
+        for name in ("notify_signing", "answer_signing", "paid_code"):
             if name in request.form:
                 platform.settings.set(name, request.form[name])
         if "rate_limit_per_second" in request.form:
             platform.settings.set("rate_limit_per_second", int(request.form["rate_limit_per_second"] or 0))
+        if "answer_probe_rate" in request.form:
+            platform.settings.set("answer_probe_rate", float(request.form["answer_probe_rate"] or 0))
+        if "coupon_amount" in request.form:  # the coupon toggle: a checkbox and its amount in fen
+            amount = int(request.form.get("coupon_amount") or 0) if request.form.get("coupon_on") else 0
+            platform.settings.set("coupon_amount", amount)
         flash(_("设置已保存"))
     except ValueError as exc:
         db.session.rollback()

@@ -39,6 +39,8 @@ class SandboxTransaction(db.Model):
     fingerprint: Mapped[str] = mapped_column(Text)  # creation parameters, for re-submissions
     last_payer_result: Mapped[str | None] = mapped_column(String(32))
     next_query_fault: Mapped[str | None] = mapped_column(String(16))  # test control: USERPAYING, SYSTEM_ERROR
+    # fen of a WeChat-funded coupon applied when paid (console toggle): payer_total = total - coupon.
+    coupon_amount: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (UniqueConstraint("mchid", "out_trade_no"),)
 

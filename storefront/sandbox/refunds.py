@@ -139,6 +139,10 @@ def create(platform: Platform, merchant: Merchant, data: Any) -> dict[str, Any]:
         settle_at=now + timedelta(seconds=PROCESSING_SECONDS * platform.time_scale),
     )
     db.session.add(refund)
+    # trade_state becomes REFUND ("转入退款") as soon as a refund is accepted, not when it succeeds.
+    db.session.execute(update(SandboxTransaction).where(SandboxTransaction.id == txn.id,
+                                                        SandboxTransaction.trade_state == "SUCCESS")
+                       .values(trade_state="REFUND"))
     try:
         db.session.commit()
     except IntegrityError:
@@ -166,8 +170,20 @@ def query(platform: Platform, merchant: Merchant, out_refund_no: str) -> dict[st
     return describe(refund)
 
 
+def split(refund: SandboxRefund) -> dict[str, int]:
+    """A refund's parts in fen: the coupon's share (``discount_refund``, pro rata, rounded down) goes
+    back to the coupon, the rest to the payer; a 免充值 coupon lowers the settlement too."""
+    coupon = db.session.scalar(select(SandboxTransaction.coupon_amount).where(
+        SandboxTransaction.mchid == refund.mchid, SandboxTransaction.out_trade_no == refund.out_trade_no)) or 0
+    discount = refund.amount_refund * coupon // refund.amount_total if refund.amount_total else 0
+    return {"payer_total": refund.amount_total - coupon, "payer_refund": refund.amount_refund - discount,
+            "settlement_total": refund.amount_total - coupon, "settlement_refund": refund.amount_refund - discount,
+            "discount_refund": discount, "coupon": coupon}
+
+
 def describe(refund: SandboxRefund) -> dict[str, Any]:
     """The refund object of "申请退款" / "查询单笔退款" (``status``, not ``refund_status``: that is the notification's name)."""
+    parts = split(refund)
     data: dict[str, Any] = {
         "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
         "transaction_id": refund.transaction_id, "out_trade_no": refund.out_trade_no,
@@ -175,12 +191,17 @@ def describe(refund: SandboxRefund) -> dict[str, Any]:
         "create_time": format_time(refund.created_at), "status": refund.status, "funds_account": "AVAILABLE",
         "amount": {
             "total": refund.amount_total, "refund": refund.amount_refund, "from": [],
-            "payer_total": refund.amount_total, "payer_refund": refund.amount_refund,
-            "settlement_refund": refund.amount_refund, "settlement_total": refund.amount_total,
-            "discount_refund": 0, "currency": "CNY", "refund_fee": 0,
+            "payer_total": parts["payer_total"], "payer_refund": parts["payer_refund"],
+            "settlement_refund": parts["settlement_refund"], "settlement_total": parts["settlement_total"],
+            "discount_refund": parts["discount_refund"], "currency": "CNY", "refund_fee": 0,
         },
         "promotion_detail": [],
     }
+    if parts["coupon"]:
+        data["promotion_detail"] = [{
+            "promotion_id": "8000000001", "scope": "GLOBAL", "type": "DISCOUNT", "amount": parts["coupon"],
+            "refund_amount": parts["discount_refund"], "goods_detail": [],
+        }]
     if refund.status == "SUCCESS" and refund.success_time is not None:
         data["success_time"] = format_time(refund.success_time)
     return data
@@ -233,7 +254,7 @@ def notification_body(platform: Platform, refund: SandboxRefund) -> tuple[str, s
         "out_refund_no": refund.out_refund_no, "refund_id": refund.refund_id, "refund_status": refund.status,
         "user_received_account": "支付用户零钱",
         "amount": {"total": refund.amount_total, "refund": refund.amount_refund,
-                   "payer_total": refund.amount_total, "payer_refund": refund.amount_refund},
+                   "payer_total": split(refund)["payer_total"], "payer_refund": split(refund)["payer_refund"]},
     }
     if refund.status == "SUCCESS" and refund.success_time is not None:
         resource["success_time"] = format_time(refund.success_time)

@@ -74,9 +74,13 @@ def h5_cashier():
         return _wechat_page(scenes.H5_NO_REFERER, 400, "INVALID_H5_URL")
     link, txn = found
     redirect_url = request.args.get("redirect_url")
+    client_ip = payer_address()
+    loopback_ok = current_app.config.get("SANDBOX_H5_LOOPBACK", "demo") != "refuse"
     refusal = scenes.h5_refusal(link, request.user_agent.string, request.referrer, redirect_url,
-                                now=sandbox().platform.now())
+                                now=sandbox().platform.now(), client_ip=client_ip, loopback_ok=loopback_ok)
     if refusal:
+        current_app.logger.info("h5 cashier refused %s: opened from %s, payer_client_ip %s",
+                                link.prepay_id, client_ip, link.payer_client_ip)
         return _wechat_page(refusal, 403)
     opened = [p for p in session.get(SESSION_OPENED_H5, []) if p != link.prepay_id][-9:]
     session[SESSION_OPENED_H5] = opened + [link.prepay_id]
@@ -85,7 +89,16 @@ def h5_cashier():
         "sandbox/h5_cashier.html", txn=txn, merchant_name=platform.merchant.name, expired=platform.expired(txn),
         prepay_id=link.prepay_id, package=link.package, redirect_url=redirect_url or "",
         message=RESULT_MESSAGES.get(request.args.get("result", "")),
+        loopback_note=scenes.is_loopback(client_ip),
     )
+
+
+def payer_address() -> str:
+    """The address WeChat's cashier sees: the browser's own. Behind a proxy, that is the first
+    X-Forwarded-For hop, whatever the shop trusted; so a shop that sends its proxy's address as
+    payer_client_ip (no PROXY_FIX_X_FOR) is refused here, as it would be live."""
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    return forwarded or request.environ.get("werkzeug.proxy_fix.orig_remote_addr") or request.remote_addr or ""
 
 
 @payer.post("/cgi-bin/mmpayweb-bin/pay")
@@ -223,7 +236,8 @@ def bridge_pay():
         state.notify_soon()
         return {"err_msg": "get_brand_wcpay_request:ok", "transaction_id": txn.transaction_id}
     if reason == "USERPAYING":
-        # Still entering the password: no callback yet; the merchant's queries see USERPAYING.
-        return {"err_msg": None, "trade_state": "USERPAYING", "message": RESULT_MESSAGES[reason]}, 202
+        # Still entering the password: no callback yet; the merchant's queries still see NOTPAY
+        # (USERPAYING is a payment-code state); the sheet completes the payment after a moment.
+        return {"err_msg": None, "payer_typing": True, "message": RESULT_MESSAGES[reason]}, 202
     return {"err_msg": "get_brand_wcpay_request:fail", "code": reason,
             "message": RESULT_MESSAGES.get(reason, reason)}, 409

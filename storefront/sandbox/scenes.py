@@ -6,6 +6,7 @@ under ``appid``), "JSAPI调起支付" (paySign), "网页授权" and "小程序�
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import string
 from datetime import datetime, timedelta
@@ -34,6 +35,8 @@ H5_IN_WECHAT = N_("请在微信外打开订单，进行支付")
 H5_NO_REFERER = N_("商家参数格式有误，请联系商家解决")
 H5_WRONG_DOMAIN = N_("商家存在未配置的参数，请联系商家解决")
 H5_EXPIRED = N_("支付请求已失效，请重新发起支付")
+# The address that opens h5_url is not scene_info.payer_client_ip (or is a loopback address).
+H5_IP_MISMATCH = N_("网络环境未能通过安全验证，请稍后再试")
 
 
 def new_prepay_id(now: datetime | None = None) -> str:
@@ -81,11 +84,27 @@ def _host(url: str | None) -> str | None:
         return None
 
 
+def is_loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address((address or "").strip()).is_loopback
+    except ValueError:
+        return False
+
+
 def h5_refusal(link: SandboxH5Link, user_agent: str, referer: str | None, redirect_url: str | None,
-               now: datetime | None = None) -> str | None:
-    """WeChat's words for why this cashier will not open, or None (the "H5支付" FAQ)."""
+               now: datetime | None = None, client_ip: str | None = None, loopback_ok: bool = True) -> str | None:
+    """WeChat's words for why this cashier will not open, or None (the "H5支付" FAQ).
+
+    ``client_ip``: the address opening the cashier, compared with ``scene_info.payer_client_ip``
+    as WeChat's cashier does; a loopback address is refused unless ``loopback_ok`` (demo mode).
+    """
     if "micromessenger" in user_agent.lower():
         return H5_IN_WECHAT
+    if client_ip is not None:
+        if (client_ip or "").strip() != (link.payer_client_ip or "").strip():
+            return H5_IP_MISMATCH
+        if is_loopback(client_ip) and not loopback_ok:
+            return H5_IP_MISMATCH
     if not referer:
         return H5_NO_REFERER
     allowed = link.domain.lower()

@@ -23,6 +23,7 @@ from .models import SandboxSetting
 # name -> (config key giving the default, allowed values or a type)
 NOTIFY_SIGNING = ("auto", "public_key", "certificate", "switching")
 ANSWER_SIGNING = ("rule", "public_key", "certificate")
+PAID_CODES = ("ORDER_PAID", "ORDERPAID")
 SETTINGS: dict[str, tuple[str | None, Any]] = {
     "clock_offset_seconds": (None, float),
     # Which key signs notifications: "auto" follows the key the merchant's latest request named.
@@ -31,10 +32,19 @@ SETTINGS: dict[str, tuple[str | None, Any]] = {
     "answer_signing": ("SANDBOX_ANSWER_SIGNING", ANSWER_SIGNING),
     # API calls per second per merchant before 429 FREQUENCY_LIMITED; 0 disables rate limits.
     "rate_limit_per_second": ("SANDBOX_RATE_LIMIT", int),
+    # How a paid order's refusal is spelt: ORDER_PAID (the v3 troubleshooting handbook) or the
+    # older ORDERPAID, so a merchant's code can be tested against both.
+    "paid_code": ("SANDBOX_PAID_CODE", PAID_CODES),
+    # fen of a WeChat-funded coupon applied to each payment (0: none): promotion_detail, payer_total < total.
+    "coupon_amount": ("SANDBOX_COUPON_AMOUNT", int),
+    # Share (0..1) of successful API answers signed WECHATPAY/SIGNTEST/… (a signature probe), as
+    # WeChat Pay sends them on answers as well as on notifications.
+    "answer_probe_rate": ("SANDBOX_ANSWER_PROBE_RATE", float),
 }
 CACHE_SECONDS = 0.5
 DEFAULTS: dict[str, Any] = {
     "clock_offset_seconds": 0.0, "notify_signing": "auto", "answer_signing": "rule", "rate_limit_per_second": 0,
+    "paid_code": "ORDER_PAID", "coupon_amount": 0, "answer_probe_rate": 0.0,
 }
 
 
@@ -79,6 +89,8 @@ class Settings:
             value = kind(value)
             if value < 0:
                 raise ValueError(f"{name} must not be negative")
+            if name == "answer_probe_rate" and value > 1:
+                raise ValueError(f"{name} must be between 0 and 1")
         row = db.session.get(SandboxSetting, name)
         if row is None:
             db.session.add(SandboxSetting(name=name, value=json.dumps(value)))

@@ -35,13 +35,19 @@ from .settings import Settings
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_*|-]{6,32}$")
 CODE_URL_LIFETIME = timedelta(hours=2)
 DEFAULT_EXPIRY = timedelta(days=7)
+UNPAID_CLOSE_AFTER = timedelta(days=7)  # WeChat Pay closes an order left unpaid this long
+# time_expire exactly as WeChat Pay documents it: yyyy-MM-DDTHH:mm:ss+08:00 (no fraction, no Z, no space).
+TIME_EXPIRE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
 MIN_EXPIRY = timedelta(minutes=1)
 MAX_EXPIRY = timedelta(days=90)
 # WeChat Pay's notification retry gaps (seconds): 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
 RETRY_INTERVALS_SECONDS = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
 # What the payer may choose instead of paying. USERPAYING: still entering the password; the
-# order stays payable and queries answer trade_state USERPAYING until the payer finishes.
+# order stays payable and, for every trade type here, queries answer NOTPAY until the payer
+# finishes: WeChat Pay answers USERPAYING (and PAYERROR) for payment-code (付款码, MICROPAY)
+# orders only.
 FAILURE_RESULTS = {"PAYERROR", "NOTENOUGH", "CANCEL", "USERPAYING"}
+PAYMENT_CODE_TYPES = ("MICROPAY",)  # the only orders whose queries may answer USERPAYING / PAYERROR
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -201,9 +207,13 @@ class Platform:
         body = json_body(data).encode("utf-8") if data is not None else b""
         private_key, serial = self.answer_key(requested_serial)
         headers = sign_response(private_key, serial, body)
-        headers["Request-ID"] = str(uuid.uuid4())
-        if data is not None:
-            headers["Content-Type"] = "application/json; charset=utf-8"
+        rate = float(self.settings.get("answer_probe_rate") or 0)
+        if 200 <= status < 300 and rate > 0 and probe_roll() < rate:
+            # A signature probe: the merchant must refuse this answer (WeChat Pay's 签名探测).
+            headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"][19:]
+        headers["Request-ID"] = request_id()
+        # WeChat Pay names JSON even on a 204 without a body.
+        headers["Content-Type"] = "application/json; charset=utf-8"
         return body, status, headers
 
     # -- transactions ------------------------------------------------------------------------
@@ -248,7 +258,9 @@ class Platform:
             expire = now + DEFAULT_EXPIRY
         else:
             try:
-                moment = parse_time(str(time_expire_text))
+                if not isinstance(time_expire_text, str) or not TIME_EXPIRE.match(time_expire_text):
+                    raise ValueError(time_expire_text)
+                moment = parse_time(time_expire_text)
             except ValueError:
                 raise param_error("/time_expire", "须为RFC3339格式，如2018-06-08T10:34:56+08:00", time_expire_text) from None
             expire = moment.astimezone(timezone.utc).replace(tzinfo=None)
@@ -286,13 +298,37 @@ class Platform:
 
     def _resubmit(self, txn: SandboxTransaction, trade_type: str, fields: dict[str, Any]) -> SandboxTransaction:
         # Same parameters again: the current URL; anything changed: "201 商户订单号重复".
+        self.close_if_abandoned(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
-            raise ApiFailure(400, "ORDERPAID", "该订单已支付")
-        if txn.trade_state == "CLOSED" or self.expired(txn):
+            raise ApiFailure(400, self.settings.get("paid_code"), "该订单已支付")
+        now = self.now()
+        if txn.trade_state == "CLOSED" or now >= txn.time_expire:
             raise ApiFailure(400, "ORDER_CLOSED", "订单已关闭")
         if txn.trade_type != trade_type or txn.fingerprint != fields["fingerprint"]:
             raise ApiFailure(400, "INVALID_REQUEST", "201 商户订单号重复")
+        if now >= txn.code_expires_at:
+            # The code_url / prepay_id lived its 2 hours, the order is still open: an identical
+            # re-order before time_expire gets a fresh one (WeChat Pay's "prepay_id 有效期为2小时").
+            db.session.execute(
+                update(SandboxTransaction)
+                .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
+                .values(code_expires_at=now + CODE_URL_LIFETIME,
+                        pay_token="".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10)))
+            )
+            db.session.commit()
+            db.session.refresh(txn)
         return txn
+
+    def close_if_abandoned(self, txn: SandboxTransaction) -> None:
+        """An order left unpaid for 7 days is closed by WeChat Pay itself (trade_state CLOSED)."""
+        if txn.trade_state == "NOTPAY" and self.now() >= txn.created_at + UNPAID_CLOSE_AFTER:
+            db.session.execute(
+                update(SandboxTransaction)
+                .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
+                .values(trade_state="CLOSED", last_payer_result=None)
+            )
+            db.session.commit()
+            db.session.refresh(txn)
 
     def find(self, mchid: str, out_trade_no: str) -> SandboxTransaction | None:
         return db.session.scalar(
@@ -311,20 +347,27 @@ class Platform:
         txn = self.find(merchant.mchid, out_trade_no)
         if txn is None:
             raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+        self.close_if_abandoned(txn)
         fault = self._take_query_fault(txn)
         if fault == "SYSTEM_ERROR":
             raise ApiFailure(500, "SYSTEM_ERROR", "系统错误")
         data = self.describe(txn)
-        if (fault == "USERPAYING" or txn.last_payer_result == "USERPAYING") and txn.trade_state == "NOTPAY":
+        if ((fault == "USERPAYING" or txn.last_payer_result == "USERPAYING") and txn.trade_state == "NOTPAY"
+                and txn.trade_type in PAYMENT_CODE_TYPES):
             data.update(trade_state="USERPAYING", trade_state_desc="用户支付中（输入密码）")
         return data
 
     QUERY_FAULTS = ("USERPAYING", "SYSTEM_ERROR")
 
     def set_query_fault(self, txn: SandboxTransaction, fault: str) -> None:
-        """Test control: the next query of this transaction answers ``fault`` once."""
+        """Test control: the next query of this transaction answers ``fault`` once.
+
+        :raise ValueError: an unknown fault, or USERPAYING for an order that is not a payment-code one.
+        """
         if fault not in self.QUERY_FAULTS:
             raise ValueError(fault)
+        if fault == "USERPAYING" and txn.trade_type not in PAYMENT_CODE_TYPES:
+            raise ValueError("USERPAYING 只出现在付款码支付（MICROPAY）的查询中")
         db.session.execute(update(SandboxTransaction).where(SandboxTransaction.id == txn.id)
                            .values(next_query_fault=fault))
         db.session.commit()
@@ -344,22 +387,28 @@ class Platform:
 
     def describe(self, txn: SandboxTransaction) -> dict[str, Any]:
         states = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭", "REFUND": "订单发生过退款"}
+        # As WeChat Pay answers an unpaid order: amount has total and payer_currency only, and an
+        # empty promotion_detail and scene_info.device_id come along.
         data: dict[str, Any] = {
             "appid": txn.appid, "mchid": txn.mchid, "out_trade_no": txn.out_trade_no,
             "trade_state": txn.trade_state, "trade_state_desc": states.get(txn.trade_state, txn.trade_state),
-            "amount": {"total": txn.amount_total, "currency": "CNY", "payer_currency": "CNY"},
+            "amount": {"total": txn.amount_total, "payer_currency": "CNY"},
+            "promotion_detail": [], "scene_info": {"device_id": ""},
         }
         if txn.trade_state in ("SUCCESS", "REFUND"):
+            data["amount"]["currency"] = "CNY"
             data.update({
                 "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "bank_type": txn.bank_type,
                 "attach": txn.attach or "", "success_time": format_time(txn.success_time),
                 "payer": {"openid": txn.payer_openid},
             })
-            data["amount"]["payer_total"] = txn.amount_total
+            data["amount"]["payer_total"] = txn.amount_total - (txn.coupon_amount or 0)
+            if txn.coupon_amount:
+                data["promotion_detail"] = promotion_detail(txn)
         return data
 
     def close(self, merchant: Merchant, out_trade_no: str, data: Any) -> None:
-        """``POST …/close``. :raise ApiFailure: ORDERPAID, ORDER_NOT_EXIST, PARAM_ERROR."""
+        """``POST …/close``. :raise ApiFailure: ORDER_PAID (or ORDERPAID, a setting), ORDER_NOT_EXIST, PARAM_ERROR."""
         if not isinstance(data, dict) or data.get("mchid") != merchant.mchid:
             raise param_error("/mchid", "缺少mchid或与Authorization中的商户号不一致")
         txn = self.find(merchant.mchid, out_trade_no)
@@ -373,7 +422,7 @@ class Platform:
         db.session.commit()
         db.session.refresh(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
-            raise ApiFailure(400, "ORDERPAID", "订单已支付")
+            raise ApiFailure(400, self.settings.get("paid_code"), "订单已支付")
         # Closing an already-closed order answers 204 again, as the real API does ("关闭订单");
         # ORDER_CLOSED is for ordering or paying a closed one.
 
@@ -400,13 +449,16 @@ class Platform:
             )
             db.session.commit()
             return False, result
-        transaction_id = "4200" + now.strftime("%Y%m%d") + "".join(secrets.choice(string.digits) for _ in range(16))
+        transaction_id = new_transaction_id(now)
+        # The console's coupon: WeChat Pay funds part of the payment; the payer pays at least 1 fen.
+        coupon = max(0, min(int(self.settings.get("coupon_amount") or 0), txn.amount_total - 1))
         won = db.session.execute(
             update(SandboxTransaction)
             .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY",
                    SandboxTransaction.time_expire > now, SandboxTransaction.code_expires_at > now)
             .values(trade_state="SUCCESS", transaction_id=transaction_id, success_time=now.replace(microsecond=0),
-                    bank_type="OTHERS", payer_openid=self.openid(txn.appid), last_payer_result="SUCCESS")
+                    bank_type="OTHERS", payer_openid=self.openid(txn.appid), last_payer_result="SUCCESS",
+                    coupon_amount=coupon)
         ).rowcount == 1
         db.session.commit()
         db.session.refresh(txn)
@@ -421,8 +473,9 @@ class Platform:
             "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "trade_state": "SUCCESS",
             "trade_state_desc": "支付成功", "bank_type": txn.bank_type, "attach": txn.attach or "",
             "success_time": format_time(txn.success_time), "payer": {"openid": txn.payer_openid},
-            "amount": {"total": txn.amount_total, "payer_total": txn.amount_total,
+            "amount": {"total": txn.amount_total, "payer_total": txn.amount_total - (getattr(txn, "coupon_amount", 0) or 0),
                        "currency": "CNY", "payer_currency": "CNY"},
+            **({"promotion_detail": promotion_detail(txn)} if getattr(txn, "coupon_amount", 0) else {}),
         })
         event_id = str(uuid.uuid4())
         body = build_notification(self.aes, resource.encode("utf-8"), event_type="TRANSACTION.SUCCESS",
@@ -498,5 +551,35 @@ class Platform:
         if probe:
             headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"][19:]
         headers["Content-Type"] = "application/json"
-        headers["Request-ID"] = str(uuid.uuid4())
+        headers["Request-ID"] = request_id()
         return headers
+
+
+def promotion_detail(txn: SandboxTransaction) -> list[dict[str, Any]]:
+    """The coupon a payment used, as WeChat Pay's transaction object lists it (免充值代金券 funded by WeChat Pay:
+    it lowers payer_total and the settlement, and the bill shows it as 代金券金额)."""
+    coupon = txn.coupon_amount or 0
+    return [{
+        "coupon_id": "1" + hashlib.sha256(f"coupon:{txn.out_trade_no}".encode()).hexdigest()[:9].translate(
+            str.maketrans("abcdef", "123456")),
+        "name": "模拟器立减券", "scope": "GLOBAL", "type": "NOCASH", "amount": coupon,
+        "stock_id": "8000000001", "wechatpay_contribute": coupon, "merchant_contribute": 0,
+        "other_contribute": 0, "currency": "CNY",
+    }]
+
+
+def request_id() -> str:
+    """A ``Request-ID`` shaped like WeChat Pay's: upper-case hex, a dash, a number (``08F4…A702-0``)."""
+    return "08" + secrets.token_hex(21).upper() + "-" + str(secrets.randbelow(1 << 32))
+
+
+def new_transaction_id(now: datetime) -> str:
+    """28 digits laid out as WeChat Pay's: ``42000`` + 5 digits + the Beijing date + 10 digits."""
+    day = now.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=8))).strftime("%Y%m%d")
+    digits = "".join(secrets.choice(string.digits) for _ in range(15))
+    return "42000" + digits[:5] + day + digits[5:]
+
+
+def probe_roll() -> float:
+    """A number in [0, 1) deciding whether one answer is a signature probe (tests replace it)."""
+    return secrets.randbelow(1_000_000) / 1_000_000

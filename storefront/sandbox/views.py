@@ -120,7 +120,10 @@ def control_query_fault():
     txn = platform.find(platform.merchant.mchid, str(data.get("out_trade_no")))
     if txn is None:
         return control_error(404, "ORDER_NOT_EXIST", "订单不存在")
-    platform.set_query_fault(txn, data["fault"])
+    try:
+        platform.set_query_fault(txn, data["fault"])
+    except ValueError as exc:
+        return control_error(400, "PARAM_ERROR", str(exc))
     return {"out_trade_no": txn.out_trade_no, "next_query_fault": data["fault"]}
 
 

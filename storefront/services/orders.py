@@ -214,6 +214,7 @@ def apply_payment(
     paid_at: datetime,
     cause: str,
     wechat_ref: str | None = None,
+    payer_total: int | None = None,
 ) -> PaymentOutcome:
     """Apply a payment WeChat Pay reported (notification or query). Race-safe and idempotent.
 
@@ -231,6 +232,8 @@ def apply_payment(
             "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
         )
     values = {"transaction_id": transaction_id, "paid_at": paid_at}
+    if payer_total is not None:  # a coupon may have paid part: what the payer paid, for the pages
+        values["payer_total"] = payer_total
     late = False
     if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
         # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.

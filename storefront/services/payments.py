@@ -71,6 +71,7 @@ def query_and_apply(payment: Payment, cause: str = "query") -> Transaction:
             amount_total=transaction.amount_total,
             paid_at=_paid_at(transaction),
             cause=cause,
+            payer_total=transaction.payer_total,
         )
         db.session.commit()
         if outcome == PaymentOutcome.DOUBLE:
@@ -137,6 +138,7 @@ class PaymentNotifications:
                 paid_at=_paid_at(transaction),
                 cause="notify",
                 wechat_ref=received.event.id,
+                payer_total=transaction.payer_total,
             )  # committed by notifications.record with the records: one commit, atomic
         except OrderError:
             # No such attempt, or another amount: show what was compared.

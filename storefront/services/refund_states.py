@@ -121,6 +121,7 @@ def apply_refund(
     succeeded_at: datetime | None,
     cause: str,
     wechat_ref: str | None = None,
+    payer_refund: int | None = None,
 ) -> RefundOutcome:
     """Apply a refund state WeChat Pay reported (notification, answer or query). Idempotent.
 
@@ -137,6 +138,9 @@ def apply_refund(
     if refund_id and not refund.refund_id:
         db.session.execute(update(Refund).where(Refund.id == refund.id, Refund.refund_id.is_(None))
                            .values(refund_id=refund_id))
+    if payer_refund is not None and refund.payer_refund != payer_refund:
+        # What goes back to the payer; the rest of the refund goes back to a coupon.
+        db.session.execute(update(Refund).where(Refund.id == refund.id).values(payer_refund=payer_refund))
     target = WECHAT_REFUND_STATUS.get(wechat_status)
     if target is None:
         return RefundOutcome.PROCESSING

@@ -96,6 +96,7 @@ def apply(result: RefundResult, cause: str, wechat_ref: str | None = None) -> re
     return refund_states.apply_refund(
         result.out_refund_no, wechat_status=result.status, refund_id=result.refund_id, amount=result.amount_refund,
         succeeded_at=succeeded_at, cause=cause, wechat_ref=wechat_ref,
+        payer_refund=result.payer_refund,
     )
 
 

@@ -38,8 +38,19 @@ class TransportError(WeChatPayError):
     """The API could not be reached or answered garbage (timeout, connection refused)."""
 
 
+# One event, two spellings: WeChat Pay's v3 troubleshooting handbook answers a close of a paid
+# order with ORDER_PAID, older v3 pages and the v2 API spell it ORDERPAID (docs/interface.md).
+# ``APIError.code`` is the first spelling below, whichever arrived; ``wire_code`` keeps what was sent.
+CODE_ALIASES = {
+    "ORDER_PAID": "ORDERPAID",
+    "USER_PAYING": "USERPAYING",
+    "ORDERNOTEXIST": "ORDER_NOT_EXIST",
+}
+
+
 class APIError(WeChatPayError):
-    """WeChat Pay answered 4xx/5xx. ``code`` is WeChat's own (``ORDERPAID``, ``SIGN_ERROR``)."""
+    """WeChat Pay answered 4xx/5xx. ``code`` is WeChat's own (``ORDERPAID``, ``SIGN_ERROR``), one
+    spelling per event (``CODE_ALIASES``); ``wire_code`` is the code exactly as it was answered."""
 
     def __init__(
         self,
@@ -51,7 +62,8 @@ class APIError(WeChatPayError):
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
-        self.code = code
+        self.wire_code = code
+        self.code = CODE_ALIASES.get(code, code)
         self.message = message
         self.detail = detail
         self.request_id = request_id

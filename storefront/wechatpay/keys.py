@@ -38,8 +38,9 @@ def load_public_key(pem: bytes) -> PublicKey:
 
 
 def certificate_serial(pem: bytes) -> str:
-    """Serial of a certificate as WeChat writes it: upper-case hex, as ``openssl x509 -serial``."""
-    return format(x509.load_pem_x509_certificate(pem).serial_number, "X")
+    """Serial of a certificate as WeChat writes it: 40 upper-case hex digits, leading zeros kept
+    (``openssl x509 -serial`` keeps them too; ``hex()`` would drop them)."""
+    return format(x509.load_pem_x509_certificate(pem).serial_number, "040X")
 
 
 def same_serial(a: str, b: str) -> bool:

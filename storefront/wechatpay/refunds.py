@@ -34,6 +34,7 @@ class RefundResult:
     transaction_id: str | None = None
     amount_refund: int | None = None
     amount_total: int | None = None
+    payer_refund: int | None = None  # to the payer; the rest of the refund goes back to a coupon
     success_time: str | None = None
     mchid: str | None = None
     user_received_account: str | None = None
@@ -54,6 +55,7 @@ class RefundResult:
                 transaction_id=data.get("transaction_id"),
                 amount_refund=_amount(data, "refund"),
                 amount_total=_amount(data, "total"),
+                payer_refund=_amount(data, "payer_refund"),
                 success_time=data.get("success_time"),
                 mchid=data.get("mchid"),
                 user_received_account=data.get("user_received_account"),
