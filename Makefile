@@ -51,7 +51,7 @@ lint: $(VENV)/.dev
 
 # make docs-screenshots: retake the docs' screenshots with the test suite's browser (the tests/test_browser_*.py
 # that shoot for the docs), in Chinese (docs/img/, for docs/zh/) and English (docs/img/en/, for docs/en/).
-DOCS_SHOOTERS := tests/test_browser_flow.py tests/test_browser_reconciliation.py
+DOCS_SHOOTERS := tests/test_browser_flow.py tests/test_browser_reconciliation.py tests/test_browser_test_backend.py
 docs-screenshots: cjk-fonts $(VENV)/.dev init
 	DOCS_SCREENSHOTS=1 $(PY) -m pytest -q $(DOCS_SHOOTERS)
 	DOCS_SCREENSHOTS=1 DOCS_LANG=en $(PY) -m pytest -q $(DOCS_SHOOTERS)

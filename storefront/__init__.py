@@ -41,6 +41,7 @@ FROM_ENVIRON = {
     "PAYMENT_TTL_SECONDS": ("PAYMENT_TTL_SECONDS", int),
     "SANDBOX_TIME_SCALE": ("SANDBOX_TIME_SCALE", float),
     "SANDBOX_DATABASE_URL": ("SANDBOX_DATABASE_URL", str),
+    "SANDBOX_SERVE_URL": ("SANDBOX_SERVE_URL", str),  # where sandbox-serve listens: the kits' api_base
     "PORT": ("PORT", int),
     "WECHATPAY_KEY_MODE": ("WECHATPAY_KEY_MODE", str),
     "WECHATPAY_REFUND_NOTIFY_URL": ("WECHATPAY_REFUND_NOTIFY_URL", str),

@@ -314,6 +314,10 @@ def _signed_with_mount_prefix(merchant, body):
     return {"sign_path": "/sandbox" + NATIVE}
 
 
+def _signed_with_another_prefix(merchant, body):
+    return {"sign_path": "/gateway" + NATIVE}  # neither the path as sent nor the path without the mount
+
+
 SIGNATURE_REFUSALS = {
     "no-authorization": (_no_authorization, None),
     "tampered-body": (_tampered_body, "错误的签名，验签失败"),
@@ -321,7 +325,7 @@ SIGNATURE_REFUSALS = {
     "six-minutes-old": (_six_minutes_old, "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟"),
     "six-minutes-ahead": (_six_minutes_ahead, "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟"),
     "wrong-serial": (_wrong_serial, None),
-    "signed-with-mount-prefix": (_signed_with_mount_prefix, "错误的签名，验签失败"),
+    "signed-with-another-prefix": (_signed_with_another_prefix, "错误的签名，验签失败"),
 }
 
 
@@ -329,6 +333,14 @@ def test_baseline_raw_request_is_accepted(merchant):
     """The raw call every refusal below departs from."""
     body = json_body(merchant.order_body())
     answer = merchant.send("POST", NATIVE, body, **_valid(merchant, body))
+    assert answer.status_code == 200, answer.text
+    assert "code_url" in answer.json()
+
+
+def test_signature_over_the_path_as_sent_is_accepted(merchant):
+    """An SDK configured with <shop>/sandbox/ as its API base signs /sandbox/v3/…: accepted, as is /v3/…."""
+    body = json_body(merchant.order_body())
+    answer = merchant.send("POST", NATIVE, body, **_signed_with_mount_prefix(merchant, body))
     assert answer.status_code == 200, answer.text
     assert "code_url" in answer.json()
 

@@ -23,7 +23,7 @@ class Mounted:
 def register(app: Flask) -> Mounted:
     """Mount the simulator at ``/sandbox``: its routes, its demo merchant's files, its CLI command."""
     # Each module adds its routes to the nested blueprints (blueprints.py) as it is imported.
-    from . import bills, console, scene_views, tamper, views, views_api  # noqa: F401
+    from . import bills, console, scene_views, tamper, testbackend, views, views_api  # noqa: F401
     from .blueprints import assemble
     from .scene_views import install_log_redaction
 
@@ -35,6 +35,8 @@ def register(app: Flask) -> Mounted:
 
     # bootstrap.initialise runs it: the demo merchant's keys, on both sides, written once.
     app.extensions.setdefault("instance_setup", []).append(ensure_demo_credentials)
+    # 测试你自己的后端: sandbox-kit, sandbox-grade, sandbox-serve (docs/en/test-your-backend.md)
+    testbackend.register_cli(app)
 
     @app.cli.command("sandbox-rotate-cert")
     @click.option("--overlap-hours", default=24 * 7, show_default=True, type=float,

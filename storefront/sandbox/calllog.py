@@ -37,6 +37,7 @@ class CallRecord:
     signed_message: str = ""
     auth_ok: bool = False
     auth_result: str = ""
+    diagnosis: dict | None = None  # diagnosis.diagnose(): why the signature failed
 
     @classmethod
     def start(cls, method: str, path: str, headers: Mapping[str, str], body: bytes) -> CallRecord:
@@ -68,6 +69,8 @@ def record(call: CallRecord, status: int, payload: bytes, headers: Mapping[str, 
         request_headers=json.dumps(shown, ensure_ascii=False), request_body=_cut(call.body.decode("utf-8", "replace")),
         status=status, response_body=_cut(payload.decode("utf-8", "replace")),
         response_serial=headers.get("Wechatpay-Serial"), request_id=headers.get("Request-ID"),
+        diagnosis=call.diagnosis["diagnosis"] if call.diagnosis else None,
+        diagnosis_detail=json.dumps(call.diagnosis, ensure_ascii=False) if call.diagnosis else None,
     ))
     db.session.commit()
 

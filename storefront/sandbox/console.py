@@ -19,6 +19,7 @@ from ..web import check_csrf
 from . import refunds
 from .blueprints import console
 from .control import advance_to_next_retry, enqueue_probe, resend, reset_clock
+from .merchants import registered
 from .models import SandboxApiCall, SandboxDelivery, SandboxNotification, SandboxRefund, SandboxTransaction
 from .settings import ANSWER_SIGNING, NOTIFY_SIGNING
 from .simulator import ApiFailure
@@ -53,13 +54,19 @@ def index():
     platform = state.platform
     refunds.settle_due(platform)
     now = platform.now()
-    transactions = list(db.session.scalars(
-        select(SandboxTransaction).order_by(SandboxTransaction.id.desc()).limit(PAGE)))
-    refund_rows = list(db.session.scalars(select(SandboxRefund).order_by(SandboxRefund.id.desc()).limit(PAGE)))
-    notifications = list(db.session.scalars(
-        select(SandboxNotification).order_by(SandboxNotification.id.desc()).limit(PAGE)))
-    calls = list(db.session.scalars(select(SandboxApiCall).order_by(SandboxApiCall.id.desc()).limit(PAGE)))
-    call_count = db.session.scalar(select(func.count()).select_from(SandboxApiCall))
+    # ?mchid= shows one merchant's transactions, refunds, notifications and calls (several merchants)
+    mchid = request.args.get("mchid") or None
+    transactions = list(db.session.scalars(_for_merchant(
+        select(SandboxTransaction), SandboxTransaction.mchid, mchid).order_by(SandboxTransaction.id.desc()).limit(PAGE)))
+    refund_rows = list(db.session.scalars(_for_merchant(select(SandboxRefund), SandboxRefund.mchid, mchid)
+                                          .order_by(SandboxRefund.id.desc()).limit(PAGE)))
+    notifications = list(db.session.scalars(_for_merchant(
+        select(SandboxNotification), SandboxNotification.mchid, mchid, platform.merchant.mchid)
+        .order_by(SandboxNotification.id.desc()).limit(PAGE)))
+    calls = list(db.session.scalars(_for_merchant(select(SandboxApiCall), SandboxApiCall.mchid, mchid)
+                                    .order_by(SandboxApiCall.id.desc()).limit(PAGE)))
+    call_count = db.session.scalar(_for_merchant(select(func.count()).select_from(SandboxApiCall),
+                                                 SandboxApiCall.mchid, mchid))
     next_retry = db.session.scalar(select(func.min(SandboxNotification.next_attempt_at))
                                    .where(SandboxNotification.state == "pending"))
     return render_template(
@@ -71,7 +78,17 @@ def index():
         signing_serial=platform.certificates.newest(now).serial, merchant=platform.merchant,
         merchant_password=demo_merchant_password(), fast_forward=FAST_FORWARD_CHOICES,
         notify_modes=NOTIFY_SIGNING, answer_modes=ANSWER_SIGNING,
+        merchant_filter=mchid, registered_merchants=registered(),
     )
+
+
+def _for_merchant(query, column, mchid: str | None, demo_mchid: str | None = None):
+    """The query narrowed to one merchant (rows without a mchid belong to the demo merchant)."""
+    if not mchid:
+        return query
+    if demo_mchid and mchid == demo_mchid:
+        return query.where((column == mchid) | column.is_(None))
+    return query.where(column == mchid)
 
 
 @console.get("/calls/<int:call_id>")

@@ -12,11 +12,12 @@ from ..extensions import db
 from ..wechatpay import aead
 from ..wechatpay.times import format_time
 from .models import SandboxNotification, SandboxRefund, SandboxTransaction
-from .simulator import TOKEN_ALPHABET, ApiFailure, Platform
+from .simulator import TOKEN_ALPHABET, ApiFailure, Merchant, Platform
 
 
-def certificates_answer(platform: Platform) -> dict:
-    """``GET /v3/certificates`` (WeChat Pay "下载平台证书"): every listed certificate, encrypted with the APIv3 key."""
+def certificates_answer(platform: Platform, merchant: Merchant | None = None) -> dict:
+    """``GET /v3/certificates`` (WeChat Pay "下载平台证书"): every listed certificate, encrypted with the
+    APIv3 key of the merchant asking (the demo merchant's by default)."""
     data = []
     for cert in platform.certificates.listed(platform.now()):
         nonce = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(aead.NONCE_BYTES))
@@ -26,7 +27,8 @@ def certificates_answer(platform: Platform) -> dict:
             "expire_time": format_time(cert.expire_time),
             "encrypt_certificate": {
                 "algorithm": aead.ALGORITHM, "nonce": nonce, "associated_data": "certificate",
-                "ciphertext": aead.encrypt(platform.aes, nonce, cert.certificate_pem, "certificate"),
+                "ciphertext": aead.encrypt(platform.merchant_aes(merchant.mchid if merchant else None), nonce,
+                                           cert.certificate_pem, "certificate"),
             },
         })
     return {"data": data}
@@ -66,9 +68,11 @@ def enqueue_probe(platform: Platform, out_trade_no: str | None) -> SandboxNotifi
     Built for a real unpaid transaction when there is one, so a shop that skips verification
     would visibly mark an unpaid order paid.
     """
-    query = select(SandboxTransaction).where(SandboxTransaction.mchid == platform.merchant.mchid)
-    if out_trade_no:
+    query = select(SandboxTransaction)
+    if out_trade_no:  # any merchant's order (docs/en/test-your-backend.md); else the demo merchant's latest
         query = query.where(SandboxTransaction.out_trade_no == out_trade_no)
+    else:
+        query = query.where(SandboxTransaction.mchid == platform.merchant.mchid)
     txn = db.session.scalar(query.order_by(SandboxTransaction.id.desc()).limit(1))
     if txn is None:
         raise ApiFailure(404, "ORDER_NOT_EXIST", "没有可用于探测的交易")
@@ -82,7 +86,7 @@ def enqueue_probe(platform: Platform, out_trade_no: str | None) -> SandboxNotifi
     )
     event_id, body = platform.payment_notification_body(probe)  # type: ignore[arg-type]
     row = SandboxNotification(event_id=event_id, out_trade_no=txn.out_trade_no, event_type="TRANSACTION.SUCCESS",
-                              notify_url=txn.notify_url, body=body, state="pending", kind="probe",
+                              notify_url=txn.notify_url, body=body, state="pending", kind="probe", mchid=txn.mchid,
                               next_attempt_at=platform.now())
     db.session.add(row)
     db.session.commit()

@@ -12,23 +12,29 @@ from ..extensions import db
 from ..i18n import lazy as _l
 from ..web import check_csrf
 from . import calllog
+from .diagnosis import diagnose
 from .models import SandboxTransaction
 from .simulator import ApiFailure
 from .state import MOUNT, sandbox
 
 
-def canonical_url() -> str:
-    """Path and query exactly as sent, without the mount prefix: what the merchant signed."""
+def sent_url() -> str:
+    """Path and query exactly as the client sent them, mount included (``/sandbox/v3/…``)."""
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
     if raw:
         parts = urlsplit(raw)
         path = parts.path
     else:
         path = quote(request.script_root + request.path, safe="/-_.~!*'()|,;:@&=+$")
-    path = path[len(request.script_root):]
-    path = path[len(MOUNT):] if path.startswith(MOUNT) else path
     query = request.query_string.decode("latin-1")
     return path + ("?" + query if query else "")
+
+
+def canonical_url() -> str:
+    """Path and query exactly as sent, without the mount prefix: what most SDKs sign (``/v3/…``)."""
+    url = sent_url()
+    url = url[len(request.script_root):] if request.script_root and url.startswith(request.script_root) else url
+    return url[len(MOUNT):] if url.startswith(MOUNT + "/") else url
 
 
 def signed_api(view):
@@ -40,7 +46,8 @@ def signed_api(view):
         body = request.get_data(cache=True)
         call = calllog.CallRecord.start(request.method, canonical_url(), request.headers, body)
         try:
-            merchant = platform.authenticate(request.method, call.path, request.headers, body)
+            # SDKs sign the path they send: with <shop>/sandbox/ as their base, /sandbox/v3/…; either is accepted.
+            merchant = platform.authenticate(request.method, call.path, request.headers, body, sent_url())
             call.auth_ok, call.auth_result = True, "验签通过"
             calllog.check_rate(platform, merchant)
             status, data = view(platform, merchant, **kwargs)
@@ -48,6 +55,8 @@ def signed_api(view):
             status, data = exc.status, exc.body()
             if not call.auth_ok:
                 call.auth_result = f"{exc.code}: {exc.message}"
+                if exc.code == "SIGN_ERROR":  # the answer stays WeChat's; the call log names the mistake
+                    call.diagnosis = diagnose(platform, request.method, call.path, sent_url(), request.headers, body)
         # The answer's key follows the request's Wechatpay-Serial (the switch-over rule).
         payload, status, headers = platform.signed(status, data, request.headers.get("Wechatpay-Serial"))
         calllog.record(call, status, payload, headers)

@@ -64,6 +64,7 @@ class SandboxNotification(db.Model):
     out_refund_no: Mapped[str | None] = mapped_column(String(64), index=True)  # REFUND.* events
     # "payment"/"refund"; "probe": a deliberately mis-signed WECHATPAY/SIGNTEST/ delivery, sent once.
     kind: Mapped[str] = mapped_column(String(16), default="payment")
+    mchid: Mapped[str | None] = mapped_column(String(32))  # whose APIv3 key and key mode; None: the demo merchant
 
     __table_args__ = (Index("ix_sandbox_notifications_due", "state", "next_attempt_at"),)
 
@@ -130,6 +131,10 @@ class SandboxApiCall(db.Model):
     response_body: Mapped[str] = mapped_column(Text, default="")
     response_serial: Mapped[str | None] = mapped_column(String(64))  # the key that signed the answer
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # When the signature did not verify: the mistake that explains it (docs/en/test-your-backend.md)
+    # and, as JSON, the string expected beside the string the client signed.
+    diagnosis: Mapped[str | None] = mapped_column(String(32))
+    diagnosis_detail: Mapped[str | None] = mapped_column(Text)
 
 
 class SandboxSetting(db.Model):

@@ -108,10 +108,11 @@ class Notifier:
         body, url, event_id, out_trade_no = (notification.body, notification.notify_url,
                                              notification.event_id, notification.out_trade_no)
         probe = notification.kind == "probe"
+        mchid = notification.mchid
         attempts = notification.attempts_count + 1
         # Signed before the commit: choosing the key reads the settings, which would reopen a
         # transaction (on SQLite, the write lock) and hold it while the shop answers.
-        headers = self.platform.notification_headers(body, probe=probe)
+        headers = self.platform.notification_headers(body, probe=probe, mchid=mchid)
         db.session.commit()  # hold no database lock while the shop answers: it may need this one
         status: int | None = None
         answer = error = ""

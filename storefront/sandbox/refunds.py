@@ -259,7 +259,7 @@ def notification_body(platform: Platform, refund: SandboxRefund) -> tuple[str, s
     if refund.status == "SUCCESS" and refund.success_time is not None:
         resource["success_time"] = format_time(refund.success_time)
     event_id = str(uuid.uuid4())
-    body = build_notification(platform.aes, resource, event_type=event_type, summary=SUMMARIES[refund.status],
+    body = build_notification(platform.merchant_aes(refund.mchid), resource, event_type=event_type, summary=SUMMARIES[refund.status],
                               create_time=format_time(platform.now()), original_type="refund", event_id=event_id)
     return event_id, event_type, body.decode("utf-8")
 
@@ -280,6 +280,7 @@ def enqueue_notification(platform: Platform, refund: SandboxRefund, shape: str =
         SandboxNotification(
             event_id=event_id, out_trade_no=refund.out_trade_no, out_refund_no=refund.out_refund_no,
             event_type=event_type, notify_url=refund.notify_url or "", body=body, state=state, kind="refund",
+            mchid=refund.mchid,
             next_attempt_at=due if state == "pending" else None,
         )
         for _ in range(copies)

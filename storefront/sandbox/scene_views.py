@@ -86,7 +86,8 @@ def h5_cashier():
     session[SESSION_OPENED_H5] = opened + [link.prepay_id]
     platform = sandbox().platform
     return render_template(
-        "sandbox/h5_cashier.html", txn=txn, merchant_name=platform.merchant.name, expired=platform.expired(txn),
+        "sandbox/h5_cashier.html", txn=txn, merchant_name=(platform.merchant_for(txn.mchid) or platform.merchant).name,
+        expired=platform.expired(txn),
         prepay_id=link.prepay_id, package=link.package, redirect_url=redirect_url or "",
         message=RESULT_MESSAGES.get(request.args.get("result", "")),
         loopback_note=scenes.is_loopback(client_ip),
@@ -214,7 +215,8 @@ def bridge_verify():
         prepay, txn = scenes.check_pay_params(platform, _bridge_params())
     except BridgeRefusal as exc:
         return {"err_msg": "get_brand_wcpay_request:fail", "code": exc.code, "message": exc.message}, 400
-    return {"merchant_name": platform.merchant.name, "description": txn.description,
+    return {"merchant_name": (platform.merchant_for(txn.mchid) or platform.merchant).name,
+            "description": txn.description,
             "amount_total": txn.amount_total, "trade_state": txn.trade_state, "expired": platform.expired(txn)}
 
 

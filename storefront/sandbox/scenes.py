@@ -160,7 +160,11 @@ def check_pay_params(platform: Platform, params: Any) -> tuple[SandboxPrepay, Sa
         raise BridgeRefusal("SIGN_TYPE_ERROR", "signType 须为 RSA")
     message = pay_sign_message(params["appId"], params["timeStamp"], params["nonceStr"], params["package"])
     try:
-        verify_signature(platform.merchant_public_key, message, params["paySign"])
+        # paySign is verified with the key of the merchant the appId belongs to (several in the simulator)
+        from .merchants import merchant_for_appid
+
+        owner = merchant_for_appid(platform, params["appId"]) or platform.merchant
+        verify_signature(platform.merchant_key(owner), message, params["paySign"])
     except SignatureError:
         raise BridgeRefusal("SIGN_ERROR", "支付验证签名失败") from None
     prefix, _, prepay_id = params["package"].partition("=")

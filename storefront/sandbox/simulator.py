@@ -28,6 +28,7 @@ from ..wechatpay.notify import build_notification
 from ..wechatpay.signing import parse_authorization, request_message, sign_response
 from ..wechatpay.times import format_time, parse_time
 from ..wechatpay.verify import MAX_SKEW_SECONDS, verify_signature
+from .merchant_models import SandboxMerchant
 from .models import SandboxApiCall, SandboxNotification, SandboxTransaction
 from .platform_certs import PlatformCertificates
 from .settings import Settings
@@ -107,6 +108,10 @@ class Merchant:
     merchant_serial: str
     public_key_id: str
     name: str
+    # Registered merchants (merchants.py) carry their own keys; None: the demo merchant's (Platform's).
+    public_key: Any = None
+    aes: Any = None
+    notify_url: str | None = None
 
 
 class Platform:
@@ -132,6 +137,33 @@ class Platform:
         # The legacy platform certificates (GET /v3/certificates), rotated from the console or CLI.
         self.certificates = PlatformCertificates(folder)
         self.settings = Settings(app_config or {})
+        self._registered: dict[str, Merchant] = {}  # merchants from sandbox-kit, cached once read
+
+    def merchant_for(self, mchid: str | None) -> Merchant | None:
+        """The demo merchant or a registered one (``sandbox-kit``); None if the simulator has no such mchid."""
+        if not mchid or mchid == self.merchant.mchid:
+            return self.merchant
+        found = self._registered.get(mchid)
+        if found is None:
+            row = db.session.get(SandboxMerchant, mchid)
+            if row is None:
+                return None
+            found = self._registered[mchid] = Merchant(
+                mchid=row.mchid, appids=(row.appid,), merchant_serial=row.merchant_serial,
+                public_key_id=self.merchant.public_key_id, name=row.name,
+                public_key=keys.load_public_key(row.merchant_cert.encode()), aes=aead.cipher(row.apiv3_key),
+                notify_url=row.notify_url,
+            )
+        return found
+
+    def merchant_key(self, merchant: Merchant) -> keys.PublicKey:
+        """The public key of the merchant's ``apiclient_cert.pem``."""
+        return merchant.public_key or self.merchant_public_key
+
+    def merchant_aes(self, mchid: str | None) -> Any:
+        """The AES-GCM cipher of the merchant's APIv3 key: its notifications and certificates are encrypted with it."""
+        merchant = self.merchant_for(mchid)
+        return merchant.aes if merchant is not None and merchant.aes is not None else self.aes
 
     def now(self) -> datetime:
         """Simulator time (naive UTC): real time plus the console's fast-forward offset.
@@ -142,8 +174,14 @@ class Platform:
 
     # -- the wire ----------------------------------------------------------------------------
 
-    def authenticate(self, method: str, canonical_url: str, headers, body: bytes) -> Merchant:
-        """Check the merchant's request as WeChat Pay does. :raise ApiFailure:"""
+    def authenticate(
+        self, method: str, canonical_url: str, headers, body: bytes, sent_url: str | None = None
+    ) -> Merchant:
+        """Check the merchant's request as WeChat Pay does. :raise ApiFailure:
+
+        ``sent_url``: the path as the client sent it, mount included (``/sandbox/v3/…``); SDKs
+        configured with the mounted base sign that, so a signature over either is accepted.
+        """
         if not headers.get("Accept") or not headers.get("User-Agent"):
             raise ApiFailure(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent")
         try:
@@ -151,9 +189,10 @@ class Platform:
         except SignatureError as exc:
             raise ApiFailure(401, "SIGN_ERROR", "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》",
                              {"field": "authorization", "location": "header", "issue": str(exc)}) from None
-        if auth["mchid"] != self.merchant.mchid:
+        merchant = self.merchant_for(auth["mchid"])
+        if merchant is None:
             raise ApiFailure(400, "MCH_NOT_EXISTS", "商户号不存在")
-        if not keys.same_serial(auth["serial_no"], self.merchant.merchant_serial):
+        if not keys.same_serial(auth["serial_no"], merchant.merchant_serial):
             raise ApiFailure(401, "SIGN_ERROR", "商户证书序列号有误。请使用签名私钥匹配的证书序列号",
                              {"field": "serial_no", "location": "authorization", "issue": "serial_no not found"})
         try:
@@ -172,7 +211,13 @@ class Platform:
             raise ApiFailure(400, "PARAM_ERROR", "请求体须为UTF-8编码") from None
         message = request_message(method, canonical_url, auth["timestamp"], auth["nonce_str"], text)
         try:
-            verify_signature(self.merchant_public_key, message, auth["signature"])
+            try:
+                verify_signature(self.merchant_key(merchant), message, auth["signature"])
+            except SignatureError:
+                if not sent_url or sent_url == canonical_url:
+                    raise
+                verify_signature(self.merchant_key(merchant), request_message(
+                    method, sent_url, auth["timestamp"], auth["nonce_str"], text), auth["signature"])
         except SignatureError:
             raise ApiFailure(401, "SIGN_ERROR", "错误的签名，验签失败", {
                 "field": "signature", "location": "authorization", "detail": {"issue": "sign not match"},
@@ -185,7 +230,7 @@ class Platform:
         if field is not None:
             detail = {"field": field, "location": "body", "issue": "包含4字节UTF-8字符"} if field else None
             raise ApiFailure(400, "PARAM_ERROR", "请求参数中包含4字节UTF-8字符（如emoji），请删除后重试", detail)
-        return self.merchant
+        return merchant
 
     def answer_key(self, requested_serial: str | None) -> tuple[keys.PrivateKey, str]:
         """(private key, Wechatpay-Serial) for an answer, by WeChat Pay's switch-over rule.
@@ -428,6 +473,19 @@ class Platform:
 
     # -- the payer ---------------------------------------------------------------------------
 
+    def find_any(self, out_trade_no: str, mchid: str | None = None) -> SandboxTransaction | None:
+        """Test control's lookup: by ``mchid`` when given, else the one merchant's order with that number.
+
+        :raise ApiFailure: 409 when several merchants have an order with that number and none is named.
+        """
+        if mchid:
+            return self.find(mchid, out_trade_no)
+        found = list(db.session.scalars(
+            select(SandboxTransaction).where(SandboxTransaction.out_trade_no == out_trade_no).limit(2)))
+        if len(found) > 1:
+            raise ApiFailure(409, "AMBIGUOUS_OUT_TRADE_NO", "多个商户有此商户订单号，请同时给出 mchid")
+        return found[0] if found else None
+
     def openid(self, appid: str) -> str:
         """The demo payer's openid under ``appid``: stable, different per appid, as WeChat's are."""
         digest = hashlib.sha256(f"{self.merchant.public_key_id}:{appid}".encode()).hexdigest()
@@ -478,7 +536,7 @@ class Platform:
             **({"promotion_detail": promotion_detail(txn)} if getattr(txn, "coupon_amount", 0) else {}),
         })
         event_id = str(uuid.uuid4())
-        body = build_notification(self.aes, resource.encode("utf-8"), event_type="TRANSACTION.SUCCESS",
+        body = build_notification(self.merchant_aes(txn.mchid), resource.encode("utf-8"), event_type="TRANSACTION.SUCCESS",
                                   summary="支付成功", create_time=format_time(self.now()), event_id=event_id)
         return event_id, body.decode("utf-8")
 
@@ -502,7 +560,7 @@ class Platform:
         rows = [
             SandboxNotification(
                 event_id=event_id, out_trade_no=txn.out_trade_no, event_type="TRANSACTION.SUCCESS",
-                notify_url=txn.notify_url, body=body, state=state,
+                notify_url=txn.notify_url, body=body, state=state, mchid=txn.mchid,
                 next_attempt_at=due if state == "pending" else None,
             )
             for _ in range(copies)
@@ -517,7 +575,7 @@ class Platform:
             return None
         return timedelta(seconds=RETRY_INTERVALS_SECONDS[attempts_done - 1] * self.time_scale)
 
-    def notification_key(self) -> tuple[keys.PrivateKey, str]:
+    def notification_key(self, mchid: str | None = None) -> tuple[keys.PrivateKey, str]:
         """(private key, serial) that signs the next notification delivery.
 
         ``auto`` follows the key the merchant's latest request named (PUB_KEY_ID or not);
@@ -528,7 +586,7 @@ class Platform:
             # The call log says which key the merchant uses.
             latest = db.session.execute(
                 select(SandboxApiCall.id, SandboxApiCall.wechatpay_serial)
-                .where(SandboxApiCall.mchid == self.merchant.mchid, SandboxApiCall.auth_ok.is_(True))
+                .where(SandboxApiCall.mchid == (mchid or self.merchant.mchid), SandboxApiCall.auth_ok.is_(True))
                 .order_by(SandboxApiCall.id.desc()).limit(1)
             ).first()
             # No call yet, or one naming the PUB_KEY_ID: public-key mode; otherwise certificate mode.
@@ -541,12 +599,12 @@ class Platform:
         newest = self.certificates.newest(self.now())
         return newest.private_key, newest.serial
 
-    def notification_headers(self, body: str, probe: bool = False) -> dict[str, str]:
+    def notification_headers(self, body: str, probe: bool = False, mchid: str | None = None) -> dict[str, str]:
         """Fresh timestamp, nonce and signature for each delivery, so the 5-minute window holds.
 
         ``probe``: a deliberately wrong ``WECHATPAY/SIGNTEST/…`` signature that a shop must refuse.
         """
-        private_key, serial = self.notification_key()
+        private_key, serial = self.notification_key(mchid)
         headers = sign_response(private_key, serial, body.encode("utf-8"))
         if probe:
             headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"][19:]

@@ -19,6 +19,7 @@ from .http import (
     transaction_by_token,
     valid_shape,
 )
+from .merchants import appid_registered
 from .models import SandboxDelivery, SandboxNotification
 from .simulator import FAILURE_RESULTS, ApiFailure
 from .state import sandbox
@@ -59,7 +60,8 @@ def scan():
         return render_template("errors/error.html", status=404, code=exc.code, message=exc.message), 404
     view = SimpleNamespace(
         out_trade_no=txn.out_trade_no, description=txn.description, amount_total=txn.amount_total,
-        trade_state=txn.trade_state, expired=platform.expired(txn), merchant_name=platform.merchant.name,
+        trade_state=txn.trade_state, expired=platform.expired(txn),
+        merchant_name=(platform.merchant_for(txn.mchid) or platform.merchant).name,
         time_expire=txn.time_expire,
     )
     return render_template(
@@ -96,7 +98,11 @@ def control_pay():
         return control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
     state = sandbox()
     platform = state.platform
-    txn = platform.find(platform.merchant.mchid, data["out_trade_no"])
+    try:  # any registered merchant's order (docs/en/test-your-backend.md); "mchid" picks one
+        mchid = data.get("mchid") if isinstance(data.get("mchid"), str) else None
+        txn = platform.find_any(data["out_trade_no"], mchid)
+    except ApiFailure as exc:
+        return control_error(exc.status, exc.code, exc.message)
     if txn is None:
         return control_error(404, "ORDER_NOT_EXIST", "订单不存在")
     paid, reason = platform.pay(txn, result)
@@ -117,7 +123,11 @@ def control_query_fault():
     if not isinstance(data, dict) or data.get("fault") not in ("USERPAYING", "SYSTEM_ERROR"):
         return control_error(400, "PARAM_ERROR", "需要 {\"out_trade_no\", \"fault\": \"USERPAYING\" 或 \"SYSTEM_ERROR\"}")
     platform = sandbox().platform
-    txn = platform.find(platform.merchant.mchid, str(data.get("out_trade_no")))
+    try:
+        mchid = data.get("mchid") if isinstance(data.get("mchid"), str) else None
+        txn = platform.find_any(str(data.get("out_trade_no")), mchid)
+    except ApiFailure as exc:
+        return control_error(exc.status, exc.code, exc.message)
     if txn is None:
         return control_error(404, "ORDER_NOT_EXIST", "订单不存在")
     try:
@@ -132,6 +142,8 @@ def control_notifications():
     query = select(SandboxNotification).order_by(SandboxNotification.id)
     if request.args.get("out_trade_no"):
         query = query.where(SandboxNotification.out_trade_no == request.args["out_trade_no"])
+    if request.args.get("mchid"):
+        query = query.where(SandboxNotification.mchid == request.args["mchid"])
     rows = list(db.session.scalars(query))
     deliveries: dict[int, list] = {row.id: [] for row in rows}
     if rows:
@@ -147,7 +159,7 @@ def control_notifications():
         "notifications": [
             {"id": row.id, "event_id": row.event_id, "out_trade_no": row.out_trade_no,
              "event_type": row.event_type, "notify_url": row.notify_url, "state": row.state,
-             "kind": row.kind, "out_refund_no": row.out_refund_no,
+             "kind": row.kind, "out_refund_no": row.out_refund_no, "mchid": row.mchid,
              "next_attempt_at": _iso(row.next_attempt_at), "attempts": deliveries[row.id]}
             for row in rows
         ]
@@ -158,7 +170,7 @@ def control_notifications():
 def control_openid():
     appid = request.args.get("appid", "")
     platform = sandbox().platform
-    if appid not in platform.merchant.appids:
+    if appid not in platform.merchant.appids and not appid_registered(appid):
         return control_error(404, "APPID_NOT_EXIST", "模拟器中没有该 appid")
     return {"openid": platform.openid(appid)}
 

@@ -6,6 +6,7 @@ Routes live on the simulator's nested blueprints (``blueprints.api``, ``payer``,
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from flask import request
@@ -36,7 +37,7 @@ def certificates(platform, merchant):
                                                           "issue": "须为RSA、SM2或ALL", "location": "query"})
     if algorithm == "SM2":
         return 200, {"data": []}  # the simulator has RSA certificates only
-    return 200, certificates_answer(platform)
+    return 200, certificates_answer(platform, merchant)
 
 
 @api.get("/v3/pay/transactions/id/<transaction_id>")
@@ -92,7 +93,7 @@ def control_refund():
         return control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
     state = sandbox()
     platform = state.platform
-    refund = refunds.find(platform.merchant, data["out_refund_no"])
+    refund = refunds.find(platform.merchant_for(data.get("mchid")) or platform.merchant, data["out_refund_no"])
     if refund is None:
         return control_error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
     if not refunds.finish(platform, refund.id, result, shape):
@@ -212,10 +213,14 @@ def control_calls():
     query = select(SandboxApiCall).order_by(SandboxApiCall.id.desc()).limit(200)
     if request.args.get("path"):
         query = query.where(SandboxApiCall.path.startswith(request.args["path"], autoescape=True))
+    if request.args.get("mchid"):
+        query = query.where(SandboxApiCall.mchid == request.args["mchid"])
     return {"calls": [
         {"id": c.id, "method": c.method, "path": c.path, "mchid": c.mchid, "status": c.status,
          "auth_ok": c.auth_ok, "auth_result": c.auth_result, "wechatpay_serial": c.wechatpay_serial,
-         "response_serial": c.response_serial, "signed_message": c.signed_message}
+         "response_serial": c.response_serial, "signed_message": c.signed_message,
+         "diagnosis": c.diagnosis,
+         "diagnosis_detail": json.loads(c.diagnosis_detail) if c.diagnosis_detail else None}
         for c in db.session.scalars(query)
     ]}
 

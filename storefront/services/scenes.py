@@ -3,7 +3,7 @@
 Every scene follows the same rules, owned by ``start_attempt``: one open attempt per order, the
 previous one closed at WeChat Pay before a new one starts, a still-valid attempt of the same
 scene reused. A scene says only what differs: its label, when an attempt is reusable, how to
-prepay, and what its checkout page and the JSON API show. ``docs/scenes.md`` shows how to add one.
+prepay, and what its checkout page and the JSON API show. ``docs/en/scenes.md`` shows how to add one.
 WeChat Pay documents: "Native下单", "H5下单", "JSAPI下单", "JSAPI调起支付", "小程序调起支付".
 """
 
