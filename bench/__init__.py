@@ -3,9 +3,11 @@
 Each line is a rate of ours measured against a baseline in the same run, so the ratio holds
 across machines while absolute rates do not:
 
-1. ``/notify/wechatpay`` (verify + decrypt + apply) against a bare Flask endpoint doing only the
-   single-row conditional UPDATE on a same-shaped table, same server setup and client load;
-2. Native payments created (a signed round trip to the embedded simulator) against orders created;
+1. ``/notify/wechatpay`` (verify + decrypt + apply + record) against the ``wechatpayv3`` SDK's README
+   handler (``bench.peer``), against a bare Flask endpoint doing only the single-row conditional
+   UPDATE, and against itself with the flow record off; same server setup and client load;
+2. Native payments created (a signed round trip to the embedded simulator) against orders created,
+   and the database bytes a paid Native order leaves behind;
 3. our ``storefront.wechatpay`` sign / verify / decrypt against the ``wechatpayv3`` SDK's.
 4. ``close-expired`` over 10,000 expired attempts against bare close calls, and the checkout page's
    latency with 100,000 orders in the database against 100 (``bench.lifecycle``).
@@ -21,6 +23,7 @@ DEFAULTS = {
     "threads": 8,
     "shop_per_thread": 25,
     "shop_warmup_per_thread": 2,
+    "storage_orders": 400,  # paid Native orders whose database growth is measured
     # Many short alternating rounds, best of each side: robust against a busy neighbour.
     "rounds": 8,
     "sign_loops": 150,

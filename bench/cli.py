@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a tenth of every count: a smoke run, not a measurement")
     parser.add_argument("--client-mode", choices=("process", "inline"), default="process",
                         help="load generator in a spawned process (default) or in-process threads")
-    parser.add_argument("--only", choices=("notify", "payments", "crypto", "lifecycle"), action="append",
+    parser.add_argument("--only", choices=("notify", "payments", "storage", "crypto", "lifecycle"), action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--json", metavar="FILE", help="also write the lines as JSON to FILE")
     return parser.parse_args(argv)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from .env import Environment
     from .report import table
 
-    parts = args.only or ["notify", "payments", "crypto", "lifecycle"]
+    parts = args.only or ["notify", "payments", "storage", "crypto", "lifecycle"]
     database_url = os.environ.get("DATABASE_URL") or None
     began = time.perf_counter()
     print(f"storefront bench: python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -57,20 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     try:
         with Environment(database_url=database_url, client_mode=args.client_mode) as env:
-            print(f"  shop + simulator on {env.shop.url}, bare baseline on {env.bare.url}", flush=True)
+            print(f"  shop + simulator on {env.shop.url}, SDK handler on {env.sdk.url}, bare baseline on "
+                  f"{env.bare.url}", flush=True)
             if "crypto" in parts:
                 lines += _timed("crypto", lambda: scenarios.crypto_vs_sdk(
                     env, rounds=max(2, args.rounds), sign_loops=n(DEFAULTS["sign_loops"], 10),
                     verify_loops=n(DEFAULTS["verify_loops"], 10), decrypt_loops=n(DEFAULTS["decrypt_loops"], 10),
                     parse_loops=n(DEFAULTS["parse_loops"], 10)))
             if "notify" in parts:
-                lines += _timed("notify", lambda: scenarios.notify_vs_bare(
+                lines += _timed("notify", lambda: scenarios.notify_vs_peers(
                     env, requests=n(args.requests, 2), threads=args.threads,
                     warmup=n(DEFAULTS["notify_warmup"], 1)))
             if "payments" in parts:
                 lines += _timed("payments", lambda: scenarios.payments_vs_orders(
                     env, per_thread=n(args.orders_per_thread, 2), threads=args.threads,
                     warmup_per_thread=DEFAULTS["shop_warmup_per_thread"]))
+            if "storage" in parts:
+                lines += _timed("storage", lambda: scenarios.storage_per_paid_order(
+                    env, orders=n(DEFAULTS["storage_orders"], 20), threads=args.threads))
         if "lifecycle" in parts:
             # A fresh instance: the page-latency line starts from an (almost) empty orders table.
             with Environment(database_url=database_url, client_mode="inline") as env:

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from flask import Flask, request
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, create_engine, insert, text
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, bindparam, create_engine, insert, text
 from werkzeug.serving import make_server
 
 from storefront import bootstrap, create_app
@@ -24,6 +24,7 @@ from storefront.extensions import db
 from storefront.sandbox import demo
 
 from . import load
+from .peer import SDK_TABLE, build_sdk_app
 
 
 class BenchError(RuntimeError):
@@ -53,9 +54,9 @@ BARE_TABLE = "bench_payments"
 BARE_UPDATE = text(f"UPDATE {BARE_TABLE} SET status='paid' WHERE id=:id AND status='pending'")
 
 
-def bare_table(metadata: MetaData) -> Table:
+def bare_table(metadata: MetaData, name: str = BARE_TABLE) -> Table:
     return Table(
-        BARE_TABLE, metadata,
+        name, metadata,
         Column("id", Integer, primary_key=True),
         Column("order_id", Integer, index=True),
         Column("out_trade_no", String(32), unique=True),
@@ -68,7 +69,7 @@ def bare_table(metadata: MetaData) -> Table:
         Column("paid_at", DateTime),
         Column("last_queried_at", DateTime),
         Column("created_at", DateTime),
-        Index(f"ix_{BARE_TABLE}_status_expires", "status", "expires_at"),
+        Index(f"ix_{name}_status_expires", "status", "expires_at"),
     )
 
 
@@ -93,7 +94,8 @@ def build_bare_app(engine) -> Flask:
 
 
 class Environment:
-    """Shop + simulator server, bare server, and the client runner. Use as a context manager.
+    """Shop + simulator server, bare server, SDK-handler server (``bench.peer``), and the client
+    runner. Use as a context manager.
 
     :param database_url: the shop's tables (and the bare table) on this database; SQLite in the
         instance folder when None. The simulator always keeps its own SQLite file.
@@ -122,10 +124,12 @@ class Environment:
         self._pool: ProcessPoolExecutor | None = None
         self.shop: ServerThread | None = None
         self.bare: ServerThread | None = None
+        self.sdk: ServerThread | None = None
         self.app: Flask | None = None
         self.bare_engine = None
         self.bare_metadata = MetaData()
         self.bare_rows = bare_table(self.bare_metadata)
+        self.sdk_rows = bare_table(self.bare_metadata, SDK_TABLE)
         self._saved_levels: dict[str, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -153,6 +157,8 @@ class Environment:
             "SANDBOX_NOTIFIER": False,  # the bench posts notifications itself; no background sender
             "AUTO_INIT": False,
             "SCHEDULER_INTERVAL_SECONDS": 0,  # no background jobs competing with the measurement
+            "FLOW_RECORD": "all",  # the demo's default; the notification bench turns it off for one side
+            "RATELIMIT_ENABLED": False,  # the load comes from one address: no rate limit may answer 429
         }
         if self.database_url:
             settings["SQLALCHEMY_DATABASE_URI"] = self.database_url
@@ -173,6 +179,7 @@ class Environment:
         self.shop = ServerThread(self.app)
         self.app.config["PORT"] = self.shop.port
         self.bare = ServerThread(build_bare_app(self.bare_engine))
+        self.sdk = ServerThread(build_sdk_app(self.bare_engine, instance, self.gateway.credentials))
         if self.client_mode == "process":
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self._pool.submit(int).result(timeout=60)  # pay the child's start-up now, not in a measurement
@@ -181,10 +188,10 @@ class Environment:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        for server in (self.shop, self.bare):
+        for server in (self.shop, self.bare, self.sdk):
             if server is not None:
                 server.stop()
-        self.shop = self.bare = None
+        self.shop = self.bare = self.sdk = None
         if self.bare_engine is not None:
             try:
                 self.bare_metadata.drop_all(self.bare_engine)
@@ -244,6 +251,27 @@ class Environment:
                 for row_id in ids
             ])
         return ids
+
+    def insert_sdk_rows(self, attempts: list[tuple[str, int]]) -> None:
+        """A fresh pending row in the SDK handler's table for each ``(out_trade_no, amount)``."""
+        from storefront.models import utcnow
+
+        now = utcnow()
+        with self.bare_engine.begin() as connection:
+            first = connection.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {SDK_TABLE}")).scalar_one()
+            connection.execute(insert(self.sdk_rows), [
+                {"id": first + 1 + i, "order_id": first + 1 + i, "out_trade_no": out_trade_no, "method": "native",
+                 "status": "pending", "amount_total": amount, "expires_at": now, "created_at": now}
+                for i, (out_trade_no, amount) in enumerate(attempts)
+            ])
+
+    def count_sdk_paid(self, attempts: list[tuple[str, int]]) -> int:
+        with self.bare_engine.connect() as connection:
+            return connection.execute(
+                text(f"SELECT COUNT(*) FROM {SDK_TABLE} WHERE status='paid' AND out_trade_no IN :nos")
+                .bindparams(bindparam("nos", expanding=True)),
+                {"nos": [no for no, _amount in attempts]},
+            ).scalar_one()
 
     def count_bare_paid(self, ids: list[int]) -> int:
         with self.bare_engine.connect() as connection:

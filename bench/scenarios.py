@@ -9,7 +9,7 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
 
 from storefront.extensions import db
@@ -18,7 +18,7 @@ from storefront.sandbox.models import SandboxTransaction
 
 from . import DEFAULTS
 from .env import BenchError, Environment
-from .report import Line
+from .report import Line, Measure
 
 # -- 1. notifications against the bare UPDATE ---------------------------------------------------
 
@@ -110,7 +110,7 @@ def _cost_note(env: Environment, meters: dict[str, Meter], counts: dict[str, int
     for side, meter in meters.items():
         n = max(1, counts[side])
         cpu = f"{meter.cpu / n * 1000:.1f} ms CPU, " if env.client_mode == "process" else ""
-        parts.append(f"{side} {cpu}{meter.commits / n:.1f} COMMITs")
+        parts.append(f"{_SIDE_LABELS.get(side, side)} {cpu}{meter.commits / n:.1f} COMMITs")
     note = "server cost per request: " + "; ".join(parts)
     if env.client_mode == "process" and len(meters) == 2:
         (ours, our_meter), (base, base_meter) = meters.items()
@@ -122,64 +122,144 @@ def _cost_note(env: Environment, meters: dict[str, Meter], counts: dict[str, int
 
 def notify_vs_bare(env: Environment, requests: int = 400, threads: int = 8, warmup: int = 40,
                    segments: int = 4) -> list[Line]:
-    """``/notify/wechatpay`` against the bare conditional UPDATE: same bodies, same clients.
+    """``/notify/wechatpay`` against the bare conditional UPDATE only (see ``notify_vs_peers``)."""
+    lines = notify_vs_peers(env, requests=requests, threads=threads, warmup=warmup, segments=segments,
+                            sides=("notify", "bare"))
+    return [line for line in lines if isinstance(line, Line)]
 
-    The requests go in ``segments`` pairs, alternating which side goes first (shop, bare, bare,
-    shop, ...), so a drift during the run (a busy neighbour, a growing database, a WAL checkpoint)
-    weighs on both sides alike.
+
+# What each side of the notification comparison is, in the report.
+_SIDE_LABELS = {"notify": "shop (FLOW_RECORD=all)", "record_off": "shop (FLOW_RECORD=off)",
+                "sdk": "SDK handler", "bare": "bare UPDATE"}
+
+
+def notify_vs_peers(env: Environment, requests: int = 400, threads: int = 8, warmup: int = 40,
+                    segments: int = 4,
+                    sides: tuple[str, ...] = ("notify", "sdk", "bare", "record_off")) -> list[Line | Measure]:
+    """``/notify/wechatpay`` against its peers, the same signed bodies and the same clients:
+
+    - ``sdk``: the ``wechatpayv3`` README handler (``bench.peer``): verify, decrypt, one UPDATE;
+    - ``bare``: a Flask endpoint doing only the conditional UPDATE (the floor);
+    - ``record_off``: the shop itself with ``FLOW_RECORD=off`` (other pending attempts, other
+      bodies of the same size): what the flow record costs.
+
+    The requests go in ``segments`` rounds; each round runs every side once, the order rotated
+    from round to round, so a drift during the run (a busy neighbour, a growing database, a
+    WAL checkpoint) weighs on every side alike. Every side gets fresh pending rows.
     """
-    tag = secrets.token_hex(4)
     total = warmup + requests
+    tag = secrets.token_hex(4)
     attempts = _pending_attempts(env, total, tag)
     notifications = _notifications(env, attempts)
     notify_url = f"{env.shop.url}/notify/wechatpay"
     jobs = {"notify": [(notify_url, headers, body) for headers, body in notifications]}
-    bare_ids = env.insert_bare_rows(total, f"BN{tag}")
-    jobs["bare"] = [(f"{env.bare.url}/bare/{row_id}", headers, body)
-                    for row_id, (headers, body) in zip(bare_ids, notifications)]
-    warm = {"notify": f"{env.shop.url}/api/products", "bare": f"{env.bare.url}/ping"}
+    warm = {"notify": f"{env.shop.url}/api/products"}
+    off_tag = None
+    if "record_off" in sides:
+        off_tag = secrets.token_hex(4)
+        off_attempts = _pending_attempts(env, total, off_tag)
+        jobs["record_off"] = [(notify_url, headers, body) for headers, body in _notifications(env, off_attempts)]
+        warm["record_off"] = warm["notify"]
+    if "sdk" in sides:
+        env.insert_sdk_rows(attempts)
+        jobs["sdk"] = [(f"{env.sdk.url}/notify", headers, body) for headers, body in notifications]
+        warm["sdk"] = f"{env.sdk.url}/ping"
+    bare_ids: list[int] = []
+    if "bare" in sides:
+        bare_ids = env.insert_bare_rows(total, f"BN{tag}")
+        jobs["bare"] = [(f"{env.bare.url}/bare/{row_id}", headers, body)
+                        for row_id, (headers, body) in zip(bare_ids, notifications)]
+        warm["bare"] = f"{env.bare.url}/ping"
+    sides = tuple(side for side in sides if side in jobs)
+
+    def run(side: str, part: list) -> dict:
+        saved = env.app.config.get("FLOW_RECORD")
+        env.app.config["FLOW_RECORD"] = "off" if side == "record_off" else "all"
+        try:
+            return env.client("fire", part, threads, warm[side])
+        finally:
+            env.app.config["FLOW_RECORD"] = saved
 
     if warmup:
-        for side in ("notify", "bare"):
-            _check(f"{side} warm-up", env.client("fire", jobs[side][:warmup], threads, warm[side]), 204)
-    parts = {side: _segments(jobs[side][warmup:], segments) for side in jobs}
-    elapsed = {"notify": 0.0, "bare": 0.0}
-    closed = {"notify": 0, "bare": 0}
-    meters = {"notify": Meter(), "bare": Meter()}
-    for i in range(len(parts["notify"])):
-        for side in (("notify", "bare") if i % 2 == 0 else ("bare", "notify")):
+        for side in sides:
+            _check(f"{side} warm-up", run(side, jobs[side][:warmup]), 204)
+    parts = {side: _segments(jobs[side][warmup:], segments) for side in sides}
+    elapsed = dict.fromkeys(sides, 0.0)
+    closed = dict.fromkeys(sides, 0)
+    meters = {side: Meter() for side in sides}
+    rounds = len(parts["notify"])
+    for i in range(rounds):
+        for side in sides[i % len(sides):] + sides[:i % len(sides)]:
             with meters[side]:
-                result = env.client("fire", parts[side][i], threads, warm[side])
+                result = run(side, parts[side][i])
             _check(f"{side} requests", result, 204)
             elapsed[side] += result["elapsed"]
             closed[side] += result["closed"]
 
     with env.app.app_context():
-        paid = db.session.scalar(select(func.count()).select_from(Payment).where(
-            Payment.out_trade_no.like(f"BN{tag}%"), Payment.status == PaymentStatus.PAID))
-        orders_paid = db.session.scalar(select(func.count()).select_from(Order).where(
-            Order.order_no.like(f"BN{tag}%"), Order.status == OrderStatus.PAID))
+        for side_tag in filter(None, (tag, off_tag)):
+            paid = db.session.scalar(select(func.count()).select_from(Payment).where(
+                Payment.out_trade_no.like(f"BN{side_tag}%"), Payment.status == PaymentStatus.PAID))
+            orders_paid = db.session.scalar(select(func.count()).select_from(Order).where(
+                Order.order_no.like(f"BN{side_tag}%"), Order.status == OrderStatus.PAID))
+            if not paid == orders_paid == total:
+                raise BenchError(f"expected {total} paid rows; shop payments {paid}, orders {orders_paid}")
         db.session.remove()
-    bare_paid = env.count_bare_paid(bare_ids)
-    if not paid == orders_paid == bare_paid == total:
-        raise BenchError(f"expected {total} paid rows; shop payments {paid}, orders {orders_paid}, bare {bare_paid}")
-    counts = {"notify": requests, "bare": requests}
-    return [Line(
-        name="notifications handled",
-        ours=requests / elapsed["notify"], baseline=requests / elapsed["bare"], baseline_label="bare UPDATE",
-        aim=0.7,
-        notes=[f"{requests} valid TRANSACTION.SUCCESS notifications (distinct pending attempts) vs the same "
-               f"bodies POSTed to a bare endpoint doing one conditional UPDATE; {threads} client threads "
-               f"({env.client_mode} clients), {warmup} warm-up requests each side, {len(parts['notify'])} "
-               f"alternating segments; database {_database_label(env)}",
-               _cost_note(env, meters, counts)] + _closed_note(closed, requests),
-    )]
+    if bare_ids and env.count_bare_paid(bare_ids) != total:
+        raise BenchError(f"expected {total} paid bare rows, got {env.count_bare_paid(bare_ids)}")
+    if "sdk" in sides and env.count_sdk_paid(attempts) != total:
+        raise BenchError(f"expected {total} paid SDK-handler rows, got {env.count_sdk_paid(attempts)}")
+
+    rate = {side: requests / elapsed[side] for side in sides}
+    cpu = {side: meters[side].cpu / requests for side in sides}
+    common = (f"{requests} valid TRANSACTION.SUCCESS notifications each side (fresh pending rows), {threads} client "
+              f"threads ({env.client_mode} clients), {warmup} warm-up requests each side, {rounds} rounds with "
+              f"the sides' order rotated; database {_database_label(env)}")
+    closed_note = _closed_note(closed, requests)
+    lines: list[Line | Measure] = []
+    if "sdk" in sides:
+        from wechatpayv3 import __version__ as sdk_version
+
+        lines.append(Line(
+            name="notify vs SDK handler", ours=rate["notify"], baseline=rate["sdk"],
+            baseline_label=f"wechatpayv3 {sdk_version} handler", aim=0.8, target=True,
+            notes=["the shop's /notify/wechatpay (recording on) vs the SDK README's ~30-line Flask handler "
+                   "(bench/peer.py: callback() verifies and decrypts, one conditional UPDATE, 204), same bodies; "
+                   + common, _cost_note(env, {k: meters[k] for k in ("notify", "sdk")}, dict.fromkeys(sides, requests))]
+            + closed_note,
+        ))
+    if "bare" in sides:
+        lines.append(Line(
+            name="notifications handled", ours=rate["notify"], baseline=rate["bare"], baseline_label="bare UPDATE",
+            aim=0.7,
+            notes=["the same bodies POSTed to a bare endpoint doing only the conditional UPDATE (no verify, no "
+                   "decrypt): the floor of any handler; " + common,
+                   _cost_note(env, {k: meters[k] for k in ("notify", "bare")}, dict.fromkeys(sides, requests))]
+            + ([] if "sdk" in sides else closed_note),
+        ))
+    if "record_off" in sides:
+        lines.append(Line(
+            name="notify, flow record on vs off", ours=rate["notify"], baseline=rate["record_off"],
+            baseline_label="FLOW_RECORD=off", aim=None,
+            notes=["the shop against itself with the flow record off (other attempts, same-sized bodies)",
+                   _cost_note(env, {k: meters[k] for k in ("notify", "record_off")}, dict.fromkeys(sides, requests))],
+        ))
+        if env.client_mode == "process":
+            share = max(0.0, (cpu["notify"] - cpu["record_off"]) / cpu["notify"]) if cpu["notify"] > 0 else 0.0
+            lines.append(Measure(
+                name="flow record share of a notification's CPU", value=share, shown=f"{share:.0%}",
+                aim=0.25, aim_shown="≤ 25%",
+                notes=[f"(CPU per notification with FLOW_RECORD=all - with off) / with all: "
+                       f"({cpu['notify'] * 1000:.2f} - {cpu['record_off'] * 1000:.2f}) / {cpu['notify'] * 1000:.2f} ms; "
+                       f"server process CPU while each side ran (the clients run in their own process)"],
+            ))
+    return lines
 
 
 def _closed_note(closed: dict[str, int], requests: int) -> list[str]:
     if not any(closed.values()):
         return []
-    sides = ", ".join(f"{n}/{requests} {side}" for side, n in closed.items())
+    sides = ", ".join(f"{n}/{requests} {_SIDE_LABELS.get(side, side)}" for side, n in closed.items())
     return [f"the server answered 'Connection: close' to {sides} requests (werkzeug's dev server never "
             f"keeps alive): every request paid a TCP connect and a new server thread, on both sides"]
 
@@ -230,11 +310,102 @@ def payments_vs_orders(env: Environment, per_thread: int = 25, threads: int = 8,
     return [Line(
         name="native payments created",
         ours=done["payments"] / elapsed["payments"], baseline=done["orders"] / elapsed["orders"],
-        baseline_label="orders created", aim=0.35,
+        baseline_label="orders created", aim=0.4, target=True,
         notes=[f"{done['orders']} orders, then a Native payment for each (shop -> simulator over loopback HTTP "
                f"and back, same server), {threads} shoppers, {len(counts)} rounds",
                _cost_note(env, meters, done) + " (payments include the simulator's side)"],
     )]
+
+
+# -- database bytes per paid Native order ----------------------------------------------------
+
+
+def database_bytes(env: Environment) -> dict[str, int]:
+    """Bytes on disk of each shop table with its indexes (and TOAST on PostgreSQL).
+
+    SQLite: after a ``wal_checkpoint(TRUNCATE)`` (every committed page in the main file), the
+    pages ``dbstat`` counts per table and index. PostgreSQL: ``pg_total_relation_size``. The
+    benchmark's own tables and Alembic's are left out; the simulator's database is WeChat's side.
+    """
+    engine = env.bare_engine
+    sizes: dict[str, int] = {}
+    if engine.dialect.name == "sqlite":
+        import sqlite3
+
+        connection = sqlite3.connect(engine.url.database, timeout=30)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            owner = dict(connection.execute("SELECT name, tbl_name FROM sqlite_master").fetchall())
+            for name, size in connection.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"):
+                table = owner.get(name, name)
+                sizes[table] = sizes.get(table, 0) + int(size)
+        finally:
+            connection.close()
+    else:
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = current_schema()"
+            )).all()
+        sizes = {name: int(size) for name, size in rows}
+    return {name: size for name, size in sizes.items()
+            if not name.startswith(("bench_", "sqlite_", "alembic_"))}
+
+
+def storage_per_paid_order(env: Environment, orders: int = 400, threads: int = 8) -> list[Measure]:
+    """How much the shop's database grows per paid Native order, with the flow record on.
+
+    ``orders`` orders through ``POST /api/orders``, a Native payment for each through
+    ``POST /api/orders/<no>/payments`` (a prepay at the simulator, recorded), and the signed
+    TRANSACTION.SUCCESS notification for each posted to ``/notify/wechatpay``: what a paid
+    order leaves behind (order, attempt, events, notification record, flow record).
+    """
+    url = env.shop.url
+    per_thread = max(1, -(-orders // threads))
+    saved = env.app.config.get("FLOW_RECORD")
+    env.app.config["FLOW_RECORD"] = "all"
+    try:
+        before = database_bytes(env)
+        made = env.client("shop_orders", url, threads, per_thread)
+        _check("orders", made, 201)
+        _check("payments", env.client("shop_payments", url, made["shoppers"]), 201)
+        order_nos = [no for shopper in made["shoppers"] for no in shopper["order_nos"]]
+        with env.app.app_context():
+            attempts = [tuple(row) for row in db.session.execute(
+                select(Payment.out_trade_no, Payment.amount_total).join(Order).where(Order.order_no.in_(order_nos)))]
+            db.session.remove()
+        notifications = _notifications(env, attempts)
+        fired = env.client("fire", [(f"{url}/notify/wechatpay", headers, body) for headers, body in notifications],
+                           threads, f"{url}/api/products")
+        _check("notifications", fired, 204)
+        with env.app.app_context():
+            paid = db.session.scalar(select(func.count()).select_from(Order).where(
+                Order.order_no.in_(order_nos), Order.status == OrderStatus.PAID))
+            db.session.remove()
+        after = database_bytes(env)
+    finally:
+        env.app.config["FLOW_RECORD"] = saved
+    count = len(order_nos)
+    if paid != count or len(attempts) != count:
+        raise BenchError(f"{count} orders: {len(attempts)} attempts, {paid} paid")
+    growth = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    total = sum(growth.values()) / count
+    flow = growth.get("protocol_messages", 0) / count
+    detail = ", ".join(f"{name} {size / count:,.0f}" for name, size in sorted(growth.items(), key=lambda kv: -kv[1])
+                       if size)
+    return [Measure(
+        name="database bytes per paid Native order", value=total, shown=f"{total:,.0f} B", aim=3000,
+        aim_shown="≤ 3,000 B",
+        notes=[f"{count} orders created, paid by Native (prepay recorded) and notified, FLOW_RECORD=all; growth of "
+               f"every shop table with its indexes, {_size_method(env)}: {total:,.0f} B per order, of which the flow "
+               f"record {flow:,.0f} B; by table (B/order): {detail}"],
+    )]
+
+
+def _size_method(env: Environment) -> str:
+    if env.bare_engine.dialect.name == "sqlite":
+        return "SQLite pages after a WAL checkpoint (dbstat)"
+    return "PostgreSQL pg_total_relation_size (tables, indexes, TOAST)"
 
 
 # -- 3. our crypto against the wechatpayv3 SDK ---------------------------------------------------

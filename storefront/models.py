@@ -5,12 +5,13 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
 from .extensions import db
 from .i18n import lazy as _l
+from .services import flowcodec
 
 
 class OrderStatus(enum.StrEnum):
@@ -176,28 +177,74 @@ class ProtocolMessage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
-    out_trade_no: Mapped[str | None] = mapped_column(String(64), index=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # when it started
+    out_trade_no: Mapped[str | None] = mapped_column(String(64))  # read by order_id: no index to keep
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # when it started (retention)
     direction: Mapped[str] = mapped_column(String(8))  # out (shop asks), in (shop is told), browser
     kind: Mapped[str] = mapped_column(String(32))  # prepay_native, query, close, notify_payment, qr_shown, ...
     title: Mapped[str] = mapped_column(String(120))
-    origin: Mapped[str] = mapped_column(String(120), default="")  # what made the shop send it
     method: Mapped[str | None] = mapped_column(String(8))
-    url: Mapped[str | None] = mapped_column(String(512))
     status: Mapped[int | None]  # the HTTP status of the answer
-    request_headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
-    request_body: Mapped[str] = mapped_column(Text, default="")
-    response_headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
-    response_body: Mapped[str] = mapped_column(Text, default="")
-    signed_message: Mapped[str] = mapped_column(Text, default="")  # the canonical string the shop signed
-    verify_message: Mapped[str] = mapped_column(Text, default="")  # the canonical string it verified
     verification: Mapped[str] = mapped_column(String(16), default="none")  # passed, failed, none
     verify_serial: Mapped[str | None] = mapped_column(String(64))
-    checks: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of {name, ok, detail}
-    decrypted: Mapped[str] = mapped_column(Text, default="")  # a notification's resource, decrypted
+    # Headers that matter, bodies and checks, compact (``services/flowcodec.py``); read them
+    # through the properties below. What is rebuilt, not stored (the signed strings, the shop's
+    # own signature, a notification's ciphertext): ``services/flowlog.py``'s ``shown_*``.
+    payload: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     error: Mapped[str] = mapped_column(String(300), default="")
     elapsed_ms: Mapped[int | None]
     truncated: Mapped[bool] = mapped_column(default=False)  # a field was cut to the size bound
+
+    @property
+    def fields(self) -> dict:
+        """The payload, decoded once per loaded row."""
+        cached = self.__dict__.get("_fields")
+        if cached is None or cached[0] is not self.payload:
+            cached = (self.payload, flowcodec.decode(self.payload))
+            self.__dict__["_fields"] = cached
+        return cached[1]
+
+    @property
+    def origin(self) -> str:
+        """What made the shop send it: "poll", "job", "POST /orders/…/pay", "wechatpay", "browser"."""
+        return self.fields.get("origin") or ""
+
+    @property
+    def url(self) -> str:
+        return self.fields.get("url") or ""
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        return self.fields.get("request_headers") or {}
+
+    @property
+    def request_body(self) -> str:
+        return self.fields.get("request_body") or ""
+
+    @property
+    def response_headers(self) -> dict[str, str]:
+        return self.fields.get("response_headers") or {}
+
+    @property
+    def response_body(self) -> str:
+        return self.fields.get("response_body") or ""
+
+    @property
+    def checks(self) -> list[dict]:
+        return [dict(check) for check in self.fields.get("checks") or []]
+
+    @property
+    def canonical_url(self) -> str:
+        """The URL as signed (path and query), for an API call."""
+        return self.fields.get("canonical_url") or (self.title.split(" ", 1)[1] if " " in self.title else "")
+
+    @property
+    def verified_serial(self) -> str | None:
+        """The key serial the answer or notification was verified with (stored only when it is
+        not the message's own Wechatpay-Serial header)."""
+        if self.verify_serial or self.verification == "none":
+            return self.verify_serial
+        headers = self.request_headers if self.direction == "in" else self.response_headers
+        return next((v for k, v in headers.items() if k.lower() == "wechatpay-serial"), None)
 
 
 class RefundStatus(enum.StrEnum):

@@ -475,3 +475,17 @@ def test_own_session_is_reused(keys, wechat):
         assert wechat.connections == 1
     finally:
         client._session.close()
+
+
+def test_the_environment_s_proxy_settings_are_read_once_and_still_honoured(keys, monkeypatch):
+    """requests would look the proxy environment up on every call; the client resolves it for its
+    API base when built, NO_PROXY included, and the calls then skip the lookup."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = make_client(keys, "https://api.mch.weixin.qq.com")
+    assert proxied._session.proxies.get("https") == "http://proxy.example:3128"
+    assert proxied._session.trust_env is False
+    monkeypatch.setenv("NO_PROXY", "api.mch.weixin.qq.com")
+    direct = make_client(keys, "https://api.mch.weixin.qq.com")
+    assert "https" not in direct._session.proxies

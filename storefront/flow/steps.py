@@ -81,11 +81,7 @@ class Step:
         }
 
 
-def _headers_text(raw: str) -> str:
-    try:
-        headers = json.loads(raw or "{}")
-    except ValueError:
-        return raw  # cut by the size bound: show what there is
+def _headers_text(headers: dict[str, str]) -> str:
     return "\n".join(f"{name}: {value}" for name, value in headers.items())
 
 
@@ -114,43 +110,43 @@ def _api_step(message: ProtocolMessage) -> Step:
         answer += " ✓"
     elif message.verification == "failed":
         answer += " ✗"
+    verify = flowlog.verify_message(message)
     path = (message.title.split(" ", 1)[1] if " " in message.title else message.title).split("?", 1)[0]
     sections = [
-        Section(_("请求"), f"{message.title}\n{_headers_text(message.request_headers)}"
+        Section(_("请求"), f"{message.title}\n{_headers_text(flowlog.shown_request_headers(message))}"
                 + (f"\n\n{message.request_body}" if message.request_body else "")),
-        Section(_("签名串（商户用私钥签名的原文）"), message.signed_message, signed=True),
+        Section(_("签名串（商户用私钥签名的原文）"), flowlog.signed_message(message), signed=True),
         Section(_("应答"), f"HTTP {status}\n{_headers_text(message.response_headers)}"
                 + (f"\n\n{_pretty(message.response_body)}" if message.response_body else "")),
     ]
-    if message.verify_message:
-        sections.append(Section(_("验签串（微信支付签名的原文）"), message.verify_message, signed=True))
+    if verify:
+        sections.append(Section(_("验签串（微信支付签名的原文）"), verify, signed=True))
     if message.error:
         sections.append(Section(_("错误"), message.error))
     return Step(
         id=f"m{message.id}", at=message.at, kind=message.kind, source=info.source, target=info.target,
         title=info.title, label=f"{message.method} {path.rsplit('/', 1)[-1] if message.kind != 'query' else 'query'}",
         explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no, answer=answer,
-        sections=sections, signed_message=message.signed_message, verify_message=message.verify_message,
-        verification=message.verification, verify_serial=message.verify_serial,
+        sections=sections, signed_message=flowlog.signed_message(message), verify_message=verify,
+        verification=message.verification, verify_serial=message.verified_serial,
     )
 
 
 def _notify_step(message: ProtocolMessage) -> Step:
     info = explanation(message.kind)
-    try:
-        checks = json.loads(message.checks or "[]")
-    except ValueError:
-        checks = []
+    checks = message.checks
+    verify = flowlog.verify_message(message)
     for check in checks:
         check["label"] = CHECK_LABELS.get(check.get("name"), check.get("name", ""))
     ok = message.status is not None and message.status < 300
     sections = [
         Section(_("通知请求"), f"{message.title}\n{_headers_text(message.request_headers)}\n\n"
-                + _pretty(message.request_body)),
-        Section(_("验签串（微信支付签名的原文）"), message.verify_message, signed=True),
+                + _pretty(flowlog.shown_request_body(message))),
+        Section(_("验签串（微信支付签名的原文）"), verify, signed=True),
     ]
-    if message.decrypted:
-        sections.append(Section(_("解密后的 resource"), message.decrypted))
+    decrypted = flowlog.decrypted_resource(message)
+    if decrypted:
+        sections.append(Section(_("解密后的 resource"), decrypted))
     sections.append(Section(_("商户应答"), f"HTTP {message.status}" + (f"\n\n{message.response_body}"
                                                                       if message.response_body else "")))
     return Step(
@@ -158,8 +154,8 @@ def _notify_step(message: ProtocolMessage) -> Step:
         title=info.title, label="TRANSACTION.SUCCESS" if message.kind == "notify_payment" else message.kind,
         explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no,
         answer=f"{message.status}" + (" ✓" if ok else " FAIL"), sections=sections, checks=checks,
-        verify_message=message.verify_message, verification=message.verification,
-        verify_serial=message.verify_serial,
+        verify_message=verify, verification=message.verification,
+        verify_serial=message.verified_serial,
     )
 
 
@@ -195,7 +191,9 @@ def _state_step(event) -> Step:
 
 def _success_time(message: ProtocolMessage) -> str | None:
     """The success_time a message revealed (decrypted notification or query answer), if any."""
-    source = message.decrypted if message.kind == "notify_payment" else message.response_body
+    if message.kind not in ("notify_payment", "query"):
+        return None
+    source = flowlog.decrypted_resource(message) if message.kind == "notify_payment" else message.response_body
     if message.kind not in ("notify_payment", "query") or not source:
         return None
     try:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,8 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from flask import Flask, current_app, has_app_context
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from flask import Flask, current_app, g, has_app_context
+from sqlalchemy import Connection, bindparam, delete, event, insert, select
+from sqlalchemy.orm import Session
 
 from .. import gateway
 from ..extensions import db
@@ -32,13 +35,16 @@ from ..i18n import lazy as _l
 from ..models import Payment, ProtocolMessage, utcnow
 from ..wechatpay import DecryptError, Notification, WeChatPayError, aead
 from ..wechatpay.client import Exchange
-from ..wechatpay.signing import signing_string
+from . import flowcodec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_MAX_FIELD_CHARS = 16_000  # per text field of one message; bodies here are < 2 kB
 PURGE_EVERY_SECONDS = 3600
+# FLOW_RECORD: what is recorded. "failures" keeps every failed message and a FLOW_SAMPLE_RATE
+# share of the successful ones, chosen by attempt (a sampled attempt is recorded whole).
+LEVELS = ("all", "failures", "off")
 REDACTED = "[REDACTED]"
 
 # A PEM private key, whole or cut short (a truncated field must not leak its first lines).
@@ -92,6 +98,26 @@ def redact(text: str | None, known: Iterable[str] = ()) -> str:
     return _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
 
 
+def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str]) -> bool:
+    """Whether any text of a message could need ``redact``: a private key, a secret's name or a
+    known secret value appears somewhere in it (a superset of what ``redact`` replaces)."""
+    parts: list[str] = []
+    for value in values.values():
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, Mapping):
+            for name, text in value.items():
+                parts.append(name)
+                parts.append(text)
+        elif isinstance(value, list):
+            parts.extend(str(item.get("detail") or "") for item in value if isinstance(item, Mapping))
+    text = "\n".join(parts)
+    lowered = text.lower()
+    if "private key" in lowered or any(name in lowered for name in _SECRET_NAMES):
+        return True
+    return any(value and len(value) >= 8 and value in text for value in known)
+
+
 def redact_headers(headers: Mapping[str, str], known: Iterable[str] = ()) -> dict[str, str]:
     """Headers as a plain dict, redacted. ``Authorization`` is a signature, not a secret: kept."""
     known = list(known)
@@ -117,6 +143,16 @@ def known_secrets(app: Flask) -> list[str]:
     return [str(v) for v in values if v]
 
 
+def _failed(values: Mapping[str, Any]) -> bool:
+    """A message that shows something went wrong: no answer, an error answer, a refused
+    signature, a page reporting a failed payment."""
+    if values.get("direction") == "browser":
+        return values.get("kind") in ("bridge_result", "requestpayment_result") \
+            and ":ok" not in (values.get("request_body") or "")
+    status = values.get("status")
+    return status is None or status >= 300 or values.get("verification") == "failed" or bool(values.get("error"))
+
+
 @dataclass(frozen=True)
 class Link:
     order_id: int | None
@@ -135,8 +171,25 @@ class Recorder:
 
     # -- writing ------------------------------------------------------------------------
 
+    def keeps(self, failed: bool, key: str | None = None) -> bool:
+        """Whether ``FLOW_RECORD`` (and ``FLOW_SAMPLE_RATE``) keep a message; ``key``: its attempt."""
+        level = self.app.config.get("FLOW_RECORD", "all")
+        if level == "all" or (failed and level == "failures"):
+            return True
+        if level == "off":
+            return False
+        rate = float(self.app.config.get("FLOW_SAMPLE_RATE") or 0.0)
+        if rate <= 0 or rate >= 1:
+            return rate >= 1
+        if key:
+            # The same attempt is in or out for each of its messages: a sampled flow is whole.
+            return zlib.crc32(key.encode("utf-8")) % 10_000 < rate * 10_000
+        return random.random() < rate
+
     def record(self, values: dict[str, Any]) -> None:
-        """Store one message (redacted, size-bounded). Never raises."""
+        """Store one message (redacted, size-bounded), if ``FLOW_RECORD`` keeps it. Never raises."""
+        if not self.keeps(_failed(values), values.get("out_trade_no") or str(values.get("order_id") or "")):
+            return
         try:
             with nullcontext() if has_app_context() else self.app.app_context():
                 self._write(self._bounded(values))
@@ -147,6 +200,8 @@ class Recorder:
     def add(self, values: dict[str, Any]) -> None:
         """Add one message to the session's transaction (begun here if need be): it commits, or
         rolls back, with the caller's own work. One lock and one commit for both. Never raises."""
+        if not self.keeps(_failed(values), values.get("out_trade_no") or str(values.get("order_id") or "")):
+            return
         try:
             values = self._bounded(values)
             # Begin now (if need be): the link's read and the insert run in this transaction.
@@ -155,25 +210,66 @@ class Recorder:
             log.warning("flow record not added (%s)", values.get("kind"), exc_info=True)
 
     def _bounded(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The row to insert: columns redacted and bounded; headers that matter, bodies and
+        checks redacted, bounded and packed into one ``payload`` (``flowcodec``)."""
         known = known_secrets(self.app)
         _retention, limit = _settings(self.app)
         out: dict[str, Any] = {}
+        packed: dict[str, Any] = {}
         truncated = False
+        # One look over every text first: a message with no secret-like text (most of them) skips
+        # the field-by-field redaction. ``redact`` decides on the same words.
+        scrub = _may_hold_secrets(values, known)
         for key, value in values.items():
             if key in ("request_headers", "response_headers"):
-                value = json.dumps(redact_headers(value or {}, known), ensure_ascii=False)
+                value = flowcodec.kept_headers(value or {})
+                value = redact_headers(value, known) if scrub else {
+                    name: REDACTED if name.lower() in _SECRET_HEADERS else text for name, text in value.items()}
             elif key == "checks":
-                value = redact(json.dumps(value or [], ensure_ascii=False), known)
-            elif isinstance(value, str) and key not in ("direction", "kind", "verification"):
+                value = [{**check, "detail": redact(str(check.get("detail") or ""), known) if scrub
+                          else str(check.get("detail") or "")} for check in value or []]
+            elif scrub and isinstance(value, str) and key not in ("direction", "kind", "verification"):
                 value = redact(value, known)
-            if isinstance(value, str) and key in ProtocolMessage.__table__.c:
-                column = ProtocolMessage.__table__.c[key]
-                bound = getattr(column.type, "length", None) or limit
+            if key in flowcodec.FIELDS:
+                bound = 120 if key == "origin" else 512 if key == "url" else limit
+                if isinstance(value, str) and len(value) > bound:
+                    value, truncated = value[: bound - 1] + "…", True
+                packed[key] = value
+                continue
+            if isinstance(value, str) and key in _COLUMN_LENGTHS:
+                bound = _COLUMN_LENGTHS[key] or limit
                 if len(value) > bound:
                     value, truncated = value[: bound - 1] + "…", True
             out[key] = value
+        # The canonical URL is the title's second half unless the title was cut: kept only then.
+        if packed.get("canonical_url") and out.get("title") == f"{out.get('method')} {packed['canonical_url']}":
+            del packed["canonical_url"]
+        self._fold(out, packed, known)
+        out["payload"] = flowcodec.encode(packed)
         out["truncated"] = truncated
         return out
+
+    def _fold(self, out: dict[str, Any], packed: dict[str, Any], known: list[str]) -> None:
+        """Cut from the record what the inspector rebuilds (``flowcodec``): the shop's own request
+        signature, a notification's ciphertext (its plaintext kept instead), and the serial when
+        it is the Wechatpay-Serial header."""
+        direction = out.get("direction")
+        if direction == "out" and packed.get("request_headers"):
+            folded = flowcodec.fold_signature(packed["request_headers"])
+            if folded is not None:
+                packed["request_headers"], packed["signature_head"] = folded
+        if direction == "in" and packed.get("request_body") and any(
+                c.get("name") == "decrypt" and c.get("ok") for c in packed.get("checks") or []):
+            gw = self.app.extensions.get("wechatpay")  # it decrypted this body: its keys are loaded
+            folded = flowcodec.fold_ciphertext(packed["request_body"], gw.aes) if gw is not None else None
+            # Only a plaintext with nothing to redact: the rebuilt ciphertext must be the one received.
+            if folded is not None and redact(folded[1]["resource_plain"], known) == folded[1]["resource_plain"]:
+                packed["request_body"] = folded[0]
+                packed.update(folded[1])
+        headers = packed.get("response_headers" if direction == "out" else "request_headers") or {}
+        serial = next((v for k, v in headers.items() if k.lower() == "wechatpay-serial"), None)
+        if serial is not None and out.get("verify_serial") == serial:
+            out["verify_serial"] = None  # ProtocolMessage.verified_serial reads the header
 
     def _write(self, values: dict[str, Any], connection: Connection | None = None) -> None:
         """Insert one bounded message: on ``connection`` if given, else as ``_link`` decides."""
@@ -224,11 +320,52 @@ class Recorder:
     # -- the WeChat Pay client's observer ---------------------------------------------------
 
     def observe(self, exchange: Exchange) -> None:
-        """Record one API exchange; ``Client(observer=...)`` calls this for every request."""
+        """Record one API exchange; ``Client(observer=...)`` calls this for every request.
+
+        In an app context the message rides on the context's next commit (the one that stores
+        WeChat Pay's answer, right after the call): no commit of its own. If none comes, it is
+        written when the context ends (``_write_pending``), so nothing is lost.
+        """
         try:
-            self.record(exchange_values(exchange, origin=self.origin()))
+            values = exchange_values(exchange, origin=self.origin())
+            if has_app_context() and current_app.extensions.get("flowlog") is self:
+                g.setdefault(_PENDING, []).append(values)
+                return
+            self.record(values)
         except Exception:
             log.warning("flow record of %s %s failed", exchange.method, exchange.canonical_url, exc_info=True)
+
+
+# Each text column's length bound (None: the FLOW_MAX_FIELD_CHARS limit), read once.
+_COLUMN_LENGTHS = {column.name: getattr(column.type, "length", None) for column in ProtocolMessage.__table__.c
+                   if hasattr(column.type, "length")}
+_PENDING = "flowlog_pending"  # flask.g: API exchanges waiting for the context's next commit
+
+
+@event.listens_for(Session, "before_commit")
+def _ride_along(session: Session) -> None:
+    """Add the API exchanges observed in this app context to the commit about to happen."""
+    if not has_app_context() or _PENDING not in g or session is not db.session():
+        return
+    recorder = current_app.extensions.get("flowlog")
+    for values in g.pop(_PENDING):
+        recorder.add(values)
+
+
+def _write_pending(_exc: BaseException | None = None) -> None:
+    """At the app context's end: write the exchanges no commit took along (teardown hook)."""
+    pending = g.pop(_PENDING, None)
+    if not pending:
+        return
+    try:
+        # What the context left uncommitted is rolled back anyway (Flask-SQLAlchemy's teardown,
+        # just after this one); ending it first frees SQLite's lock for the record's own write.
+        db.session.rollback()
+    except Exception:
+        log.warning("session not rolled back before writing the flow record", exc_info=True)
+    recorder = current_app.extensions.get("flowlog")
+    for values in pending:
+        recorder.record(values)
 
 
 # Built once: a notification's record links by it on every call.
@@ -266,7 +403,15 @@ def register(app: Flask, origin: Callable[[], str] | None = None) -> None:
     """
     app.config.setdefault("FLOW_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
     app.config.setdefault("FLOW_MAX_FIELD_CHARS", DEFAULT_MAX_FIELD_CHARS)
+    # A demo records everything (it is there to be looked at); production, the failures.
+    app.config.setdefault("FLOW_RECORD", "all" if app.config.get("WECHATPAY_SANDBOX") else "failures")
+    app.config.setdefault("FLOW_SAMPLE_RATE", 0.0)
+    if app.config["FLOW_RECORD"] not in LEVELS:
+        raise ValueError(f"FLOW_RECORD must be one of {', '.join(LEVELS)}, not {app.config['FLOW_RECORD']!r}")
+    if not 0.0 <= float(app.config["FLOW_SAMPLE_RATE"]) <= 1.0:
+        raise ValueError(f"FLOW_SAMPLE_RATE must be between 0 and 1, not {app.config['FLOW_SAMPLE_RATE']!r}")
     app.extensions["flowlog"] = Recorder(app, origin)
+    app.teardown_appcontext(_write_pending)
 
 
 # -- API exchanges ------------------------------------------------------------------------
@@ -322,17 +467,15 @@ def _out_refund_no(canonical_url: str, body: str) -> str | None:
 def exchange_values(exchange: Exchange, origin: str = "") -> dict[str, Any]:
     """The columns of one API exchange: what was signed, sent, answered and verified."""
     kind = api_kind(exchange.method, exchange.canonical_url, exchange.request_body)
-    verification, serial, verify_message = "none", None, ""
+    # The signed strings are not stored: the inspector rebuilds them from the method, the URL,
+    # the Authorization / Wechatpay-* headers and the bodies (``ProtocolMessage.signed_message``).
+    verification, serial = "none", None
     if exchange.verification is not None:
         verification, serial = "passed", exchange.verification.serial
-        verify_message = exchange.verification.message
     elif exchange.status is not None and exchange.status < 300:
         # A 2xx answer without a Verification was refused: show what would have been checked.
         verification = "failed"
-        headers = {k.lower(): v for k, v in exchange.response_headers.items()}
-        serial = headers.get("wechatpay-serial")
-        verify_message = signing_string(headers.get("wechatpay-timestamp", ""), headers.get("wechatpay-nonce", ""),
-                                        exchange.response_body)
+        serial = {k.lower(): v for k, v in exchange.response_headers.items()}.get("wechatpay-serial")
     started = utcnow() - timedelta(milliseconds=exchange.elapsed_ms)
     return {
         "out_trade_no": _out_trade_no(exchange.canonical_url, exchange.request_body),
@@ -349,8 +492,7 @@ def exchange_values(exchange: Exchange, origin: str = "") -> dict[str, Any]:
         "request_body": exchange.request_body,
         "response_headers": exchange.response_headers,
         "response_body": exchange.response_body,
-        "signed_message": exchange.signed_message,
-        "verify_message": verify_message,
+        "canonical_url": exchange.canonical_url,
         "verification": verification,
         "verify_serial": serial,
         "error": exchange.error or "",
@@ -413,9 +555,12 @@ class NotificationTrace:
         self.kind = kind
         self.checks = Checks(CHECK_ORDER if kind == "notify_payment" else REFUND_CHECK_ORDER)
         self.verification = "failed"
-        self.decrypted = ""  # set only once the resource authenticated (AEAD)
         self.out_trade_no: str | None = None
         self.link: Link | None = None  # the order and attempt, when the handler already knows them
+
+    def linked(self, order_id: int, payment_id: int) -> None:
+        """The order and attempt the notification is about, as the handler found them."""
+        self.link = Link(order_id, payment_id)
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
         """Record one check's outcome and return it: ``if not trace.check(...): refuse``."""
@@ -427,7 +572,6 @@ class NotificationTrace:
         for name in ("headers", "serial", "timestamp", "signature"):
             self.checks.add(name, True, event.verification.serial if name == "serial" else "")
         self.checks.add("decrypt", True, event.original_type)
-        self.decrypted = json.dumps(event.resource, ensure_ascii=False, indent=2)
         value = event.resource.get("out_trade_no")
         self.out_trade_no = value if isinstance(value, str) else None
 
@@ -448,7 +592,6 @@ class NotificationTrace:
         """The record's columns, with what the shop answered (``result``: a ``NotifyResult``)."""
         self.checks.add("outcome", result.status < 300, f"HTTP {result.status} {result.outcome} {result.reason}".strip())
         text = self.body.decode("utf-8", "replace")
-        header = {k.lower(): v for k, v in self.headers.items()}
         values = {
             "out_trade_no": self.out_trade_no,
             "at": self.received_at,
@@ -459,17 +602,14 @@ class NotificationTrace:
             "method": "POST",
             "url": self.url,
             "status": result.status,
-            "request_headers": dict(self.headers.items()),
+            "request_headers": flowcodec.kept_headers(self.headers),  # the rest would be dropped anyway
             "request_body": text,
             "response_headers": {},
             "response_body": "" if result.status < 300 else json.dumps(
                 {"code": "FAIL", "message": (result.reason or "FAIL")[:64]}, ensure_ascii=False),
-            "verify_message": signing_string(header.get("wechatpay-timestamp", ""),
-                                             header.get("wechatpay-nonce", ""), text),
             "verification": self.verification,
-            "verify_serial": header.get("wechatpay-serial"),
+            "verify_serial": next((v for k, v in self.headers.items() if k.lower() == "wechatpay-serial"), None),
             "checks": self.checks.finish(),
-            "decrypted": self.decrypted,
             "error": "" if result.status < 300 else (result.reason or "")[:300],
             "elapsed_ms": round((utcnow() - self.received_at).total_seconds() * 1000),
         }
@@ -495,6 +635,74 @@ def _claimed_out_trade_no(body: bytes) -> str | None:
         return None
 
 
+def _display_keys() -> tuple[Any, Any]:
+    """The merchant key and the APIv3 cipher, to rebuild what a record does not store."""
+    try:
+        gw = gateway.gateway()
+        return gw.credentials.private_key, gw.aes
+    except Exception:  # no keys here (yet): the inspector shows what is stored, with a note
+        log.info("keys not available to rebuild flow messages", exc_info=True)
+        return None, None
+
+
+def signed_message(message: ProtocolMessage) -> str:
+    """The canonical string the shop signed for an API call, rebuilt from what it sent."""
+    if message.direction != "out":
+        return ""
+    return flowcodec.signed_message(message.method, message.canonical_url, message.request_headers,
+                                    message.request_body)
+
+
+def verify_message(message: ProtocolMessage) -> str:
+    """The canonical string WeChat Pay signed (an answer or a notification), rebuilt."""
+    if message.direction == "in":
+        return flowcodec.verify_message(message.request_headers, shown_request_body(message))
+    if message.direction == "out" and message.verification != "none":
+        return flowcodec.verify_message(message.response_headers, message.response_body)
+    return ""
+
+
+def shown_request_headers(message: ProtocolMessage) -> dict[str, str]:
+    """The request headers as sent: an API call's signature rebuilt (it is not stored)."""
+    head = message.fields.get("signature_head")
+    if message.direction != "out" or not head:
+        return message.request_headers
+    private_key, _aes = _display_keys()
+    return flowcodec.unfold_signature(message.request_headers, head, signed_message(message), private_key)
+
+
+def shown_request_body(message: ProtocolMessage) -> str:
+    """The request body as received: a notification's ciphertext rebuilt (it is not stored)."""
+    if message.fields.get("cipher_at") is None:
+        return message.request_body
+    _private_key, aes = _display_keys()
+    return flowcodec.unfold_ciphertext(message.fields, aes)
+
+
+def decrypted_resource(message: ProtocolMessage) -> str:
+    """A notification's resource, decrypted (stored as its plaintext, or decrypted again).
+
+    Only when the shop's own decrypt check passed: an untrusted resource is never opened for
+    the page. Empty if it no longer opens (the APIv3 key changed since).
+    """
+    if "_decrypted" in message.__dict__:
+        return message.__dict__["_decrypted"]
+    shown = ""
+    if message.direction == "in" and any(c.get("name") == "decrypt" and c.get("ok") for c in message.checks):
+        plain = message.fields.get("resource_plain")
+        try:
+            if not plain:
+                _private_key, aes = _display_keys()
+                resource = json.loads(message.request_body)["resource"]
+                plain = aead.decrypt(aes, resource["nonce"], resource["ciphertext"],
+                                     resource.get("associated_data") or "")
+            shown = redact(json.dumps(json.loads(plain), ensure_ascii=False, indent=2), known_secrets(current_app))
+        except (ValueError, KeyError, TypeError, AttributeError, DecryptError):
+            log.info("resource of flow message %s not decrypted for display", message.id)
+    message.__dict__["_decrypted"] = shown
+    return shown
+
+
 def add_notification(trace: NotificationTrace, result: Any) -> None:
     """Add a notification's record to the open transaction: it commits with the handler's work.
 
@@ -502,7 +710,8 @@ def add_notification(trace: NotificationTrace, result: Any) -> None:
     """
     try:
         rec = current_app.extensions.get("flowlog")
-        if rec is not None:
+        # Decided before the record is built: with FLOW_RECORD=off it costs nothing.
+        if rec is not None and rec.keeps(result.status >= 300, trace.out_trade_no):
             rec.add(trace.values(result))
     except Exception:
         log.warning("flow record of a notification failed", exc_info=True)

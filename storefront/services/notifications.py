@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import insert
+
 from .. import gateway
 from ..extensions import db
-from ..models import NotificationRecord
+from ..models import NotificationRecord, utcnow
 from ..wechatpay import Notification, WeChatPayError
 from . import flowlog
 from .orders import OrderError
@@ -104,6 +106,9 @@ def receive(kind: EventKind, headers: Mapping[str, str], body: bytes, received_a
     return result
 
 
+_ADD_RECORD = insert(NotificationRecord.__table__)
+
+
 def record(received: Received | None, result: NotifyResult, *, keep: bool = False,
            trace: flowlog.NotificationTrace | None = None) -> NotifyResult:
     """Record the notification and its flow trace, and commit; ``keep``: commit the applied effect with them.
@@ -116,13 +121,14 @@ def record(received: Received | None, result: NotifyResult, *, keep: bool = Fals
         log.warning("notification %s rejected (%s): %s", event_id or "-", result.status, result.reason)
     if not keep:
         db.session.rollback()
-    db.session.add(
-        NotificationRecord(
-            notification_id=event_id, event_type=event.event_type if event is not None else None,
-            out_trade_no=received.out_trade_no if received is not None else None,
-            outcome=result.outcome, reason=result.reason[:200], http_status=result.status,
-        )
-    )
+    # A Core INSERT on the table, built once: the record needs no ORM object (a unit-of-work
+    # flush cost a quarter of a notification's CPU).
+    db.session.connection().execute(_ADD_RECORD, {
+        "received_at": utcnow(), "notification_id": event_id,
+        "event_type": event.event_type if event is not None else None,
+        "out_trade_no": received.out_trade_no if received is not None else None,
+        "outcome": result.outcome, "reason": result.reason[:200], "http_status": result.status,
+    })
     trace = trace or (received.trace if received is not None else None)
     if trace is not None:
         # Same transaction, same commit: no second lock or fsync, and no record of a payment

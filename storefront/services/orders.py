@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Integer, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import ShopError
 from ..extensions import db
@@ -85,8 +88,12 @@ def create_order(owner: str, product_id: object, quantity: object) -> Order:
 
 
 def owned_order(order_no: str, owner: str | None) -> Order:
-    """The order if this shopper owns it. :raise OrderError: 404 otherwise, never 403."""
-    order = db.session.scalar(select(Order).where(Order.order_no == order_no))
+    """The order if this shopper owns it. :raise OrderError: 404 otherwise, never 403.
+
+    Its attempts, events and refunds load when first read (most callers read none, or one),
+    not three ``selectin`` queries up front.
+    """
+    order = db.session.scalar(select(Order).where(Order.order_no == order_no).options(lazyload("*")))
     if order is None or owner is None or not secrets.compare_digest(order.owner, owner):
         raise OrderError("ORDER_NOT_FOUND", _("订单不存在"), 404)
     return order
@@ -154,6 +161,20 @@ def reusable_payment(order: Order, method: str, min_remaining_seconds: float | N
     )
 
 
+def attempts(order_id: int) -> list[Payment]:
+    """Every attempt of the order, newest first: one query serves reuse, closing and numbering."""
+    return list(db.session.scalars(select(Payment).where(Payment.order_id == order_id).order_by(Payment.id.desc())))
+
+
+def reusable_among(known: list[Payment], method: str, min_remaining_seconds: float | None = None) -> Payment | None:
+    """``reusable_payment`` over attempts already loaded (``attempts``), newest first."""
+    if min_remaining_seconds is None:
+        min_remaining_seconds = reuse_margin(current_app.config["PAYMENT_TTL_SECONDS"])
+    limit = utcnow() + timedelta(seconds=min_remaining_seconds)
+    return next((p for p in known if p.method == method and p.status == PaymentStatus.NOTPAY
+                 and p.expires_at > limit), None)
+
+
 def open_payments(order_id: int) -> list[Payment]:
     return list(
         db.session.scalars(
@@ -162,8 +183,11 @@ def open_payments(order_id: int) -> list[Payment]:
     )
 
 
-def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int) -> Payment:
+def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int, count: int | None = None) -> Payment:
     """Write a new attempt (status ``created``). The caller closes older ones at WeChat first.
+
+    ``count``: the order's attempts so far, if the caller has just loaded them (``attempts``);
+    a concurrent start of the same number is refused by the unique ``out_trade_no`` either way.
 
     :raise OrderError: order not payable, or too many attempts.
     """
@@ -171,7 +195,8 @@ def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int
         raise OrderError("ORDERPAID", _("订单已支付"), 409)
     if order.status != OrderStatus.PENDING:
         raise OrderError("ORDER_CLOSED", _("订单已关闭，请重新下单"), 409)
-    count = db.session.scalar(select(func.count()).where(Payment.order_id == order.id)) or 0
+    if count is None:
+        count = db.session.scalar(select(func.count()).where(Payment.order_id == order.id)) or 0
     if count >= max_attempts:
         raise OrderError("TOO_MANY_ATTEMPTS", _("支付尝试次数过多，请重新下单"), 409)
     payment = Payment(
@@ -193,10 +218,24 @@ def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int
 
 
 def payment_issued(payment_id: int, code_url: str | None, **issued: object) -> bool:
-    """WeChat Pay accepted the attempt: it is now payable. ``issued``: h5_url, prepay_id, ..."""
-    changed = _move_payment(payment_id, (PaymentStatus.CREATED,), PaymentStatus.NOTPAY, code_url=code_url, **issued)
+    """WeChat Pay accepted the attempt: it is now payable. ``issued``: h5_url, prepay_id, ...
+
+    A Core UPDATE on the table (the caller holds the row: ``issued_locally`` tells it what was
+    written, without reading it back).
+    """
+    table = Payment.__table__
+    changed = db.session.execute(
+        update(table).where(table.c.id == payment_id, table.c.status == str(PaymentStatus.CREATED))
+        .values(status=str(PaymentStatus.NOTPAY), code_url=code_url, **issued)
+    ).rowcount == 1
     db.session.commit()
     return changed
+
+
+def issued_locally(payment: Payment, code_url: str | None, **issued: object) -> None:
+    """Set on a loaded attempt what ``payment_issued`` wrote, as loaded state (no re-read, no flush)."""
+    for name, value in {"status": str(PaymentStatus.NOTPAY), "code_url": code_url, **issued}.items():
+        set_committed_value(payment, name, value)
 
 
 def payment_failed(payment_id: int) -> bool:
@@ -215,50 +254,91 @@ def apply_payment(
     cause: str,
     wechat_ref: str | None = None,
     payer_total: int | None = None,
+    on_applied: Callable[[int, int], None] | None = None,
 ) -> PaymentOutcome:
     """Apply a payment WeChat Pay reported (notification or query). Race-safe and idempotent.
 
     The changes stay in the open transaction: the caller commits them, a notification together
     with its record (one durable commit), a query before its next WeChat Pay call.
+    ``on_applied(order_id, payment_id)``: told which order and attempt this changed (the flow
+    record links to them).
 
     :raise OrderError: unknown ``out_trade_no`` (404) or an amount that is not the attempt's (400);
         in both cases nothing changes.
     """
-    payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
-    if payment is None:
-        raise OrderError("ORDER_NOT_EXIST", f"unknown out_trade_no {out_trade_no}", 404)
-    if amount_total != payment.amount_total:
-        raise OrderError(
-            "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
-        )
-    values = {"transaction_id": transaction_id, "paid_at": paid_at}
-    if payer_total is not None:  # a coupon may have paid part: what the payer paid, for the pages
-        values["payer_total"] = payer_total
+    # The common case is one statement: the open attempt, with this very amount, becomes paid.
+    # Core statements run on the session's connection (same transaction), past the ORM layer.
+    connection = db.session.connection()
+    row = connection.execute(_PAY_OPEN_ATTEMPT, {
+        "out_trade_no_": out_trade_no, "amount_": amount_total, "transaction_id_": transaction_id,
+        "paid_at_": paid_at, "payer_total_": payer_total}).first()
     late = False
-    if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
-        # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.
-        if not _move_payment(payment.id, (PaymentStatus.CLOSED, PaymentStatus.FAILED), PaymentStatus.PAID, **values):
-            db.session.rollback()
-            return PaymentOutcome.DUPLICATE
-        late = True
-    order_id = payment.order_id
+    if row is not None:
+        payment_id, order_id = row
+    else:
+        # Unknown, another amount, already paid, or closed: find out which, as the rules say.
+        payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
+        if payment is None:
+            raise OrderError("ORDER_NOT_EXIST", f"unknown out_trade_no {out_trade_no}", 404)
+        if amount_total != payment.amount_total:
+            raise OrderError(
+                "AMOUNT_MISMATCH", f"amount {amount_total} is not the order's {payment.amount_total}", 400
+            )
+        values = {"transaction_id": transaction_id, "paid_at": paid_at}
+        if payer_total is not None:  # a coupon may have paid part: what the payer paid, for the pages
+            values["payer_total"] = payer_total
+        if not _move_payment(payment.id, OPEN_PAYMENT_STATUSES, PaymentStatus.PAID, **values):
+            # Paid at WeChat after the shop closed (or failed) this attempt: the money is real.
+            if not _move_payment(payment.id, (PaymentStatus.CLOSED, PaymentStatus.FAILED), PaymentStatus.PAID,
+                                 **values):
+                db.session.rollback()
+                return PaymentOutcome.DUPLICATE
+            late = True
+        payment_id, order_id = payment.id, payment.order_id
+    if on_applied is not None:
+        on_applied(order_id, payment_id)
     ref = wechat_ref or transaction_id
-    if transition(order_id, OrderStatus.PENDING, OrderStatus.PAID, paid_at=paid_at, needs_review=late):
+    # pending → paid (TRANSITIONS), as ``transition`` would, with a statement built once.
+    if connection.execute(_PAY_PENDING_ORDER, {"order_id_": order_id, "paid_at_": paid_at,
+                                               "review_": late}).rowcount == 1:
         note = _("微信支付确认收款") if not late else _("已关闭的支付尝试被支付，已标记复核")
-        record_event(order_id, payment.id, OrderStatus.PENDING, OrderStatus.PAID, cause, note, ref)
+        connection.execute(_ADD_EVENT, {
+            "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": OrderStatus.PENDING,
+            "to_status": OrderStatus.PAID, "cause": cause, "note": str(note)[:200], "wechat_ref": ref})
         outcome = PaymentOutcome.LATE if late else PaymentOutcome.APPLIED
     elif transition(order_id, OrderStatus.CLOSED, OrderStatus.PAID, paid_at=paid_at, needs_review=True):
-        record_event(order_id, payment.id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
+        record_event(order_id, payment_id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
                 _("订单关闭后收到付款，已标记复核"), ref)
         outcome = PaymentOutcome.LATE
     else:
         # Already paid through another attempt: a double payment, to be refunded.
         db.session.execute(update(Order).where(Order.id == order_id).values(needs_review=True))
         status = db.session.scalar(select(Order.status).where(Order.id == order_id))
-        record_event(order_id, payment.id, status, status, cause,
+        record_event(order_id, payment_id, status, status, cause,
                 _("重复支付：该订单已通过另一笔支付完成，需退款"), ref)
         outcome = PaymentOutcome.DOUBLE
     return outcome
+
+
+# The statements of a payment's common case, built once (Core, on the tables: no ORM identity
+# map to synchronise, no statement to build per call). Each is a conditional UPDATE as above.
+_PAYMENTS, _ORDERS = Payment.__table__, Order.__table__
+_PAY_OPEN_ATTEMPT = (
+    update(_PAYMENTS)
+    .where(_PAYMENTS.c.out_trade_no == bindparam("out_trade_no_"), _PAYMENTS.c.amount_total == bindparam("amount_"),
+           _PAYMENTS.c.status.in_([str(s) for s in OPEN_PAYMENT_STATUSES]))
+    .values(status=str(PaymentStatus.PAID), transaction_id=bindparam("transaction_id_"), paid_at=bindparam("paid_at_"),
+            # What the payer paid (a coupon may have paid part); left as it is when not reported.
+            payer_total=func.coalesce(bindparam("payer_total_", type_=Integer), _PAYMENTS.c.payer_total))
+    .returning(_PAYMENTS.c.id, _PAYMENTS.c.order_id)
+)
+assert (OrderStatus.PENDING, OrderStatus.PAID) in TRANSITIONS
+_PAY_PENDING_ORDER = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("order_id_"), _ORDERS.c.status == str(OrderStatus.PENDING))
+    .values(status=str(OrderStatus.PAID), paid_at=bindparam("paid_at_"), needs_review=bindparam("review_"))
+)
+_ADD_EVENT = insert(OrderEvent.__table__)
 
 
 def close_payment(payment_id: int, cause: str, note: str = "") -> bool:

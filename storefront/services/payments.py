@@ -49,9 +49,10 @@ def close_at_wechat(payment: Payment, cause: str) -> bool:
     return True
 
 
-def close_open_attempts(order: Order, cause: str) -> None:
-    """Close every open attempt of the order. :raise OrderError: ``ORDERPAID`` if one was paid."""
-    for payment in orders.open_payments(order.id):
+def close_open_attempts(order: Order, cause: str, open_attempts: list[Payment] | None = None) -> None:
+    """Close every open attempt of the order (``open_attempts``, if the caller has just loaded
+    them). :raise OrderError: ``ORDERPAID`` if one was paid."""
+    for payment in orders.open_payments(order.id) if open_attempts is None else open_attempts:
         try:
             closed = close_at_wechat(payment, cause)
         except WeChatPayError as exc:
@@ -138,6 +139,8 @@ class PaymentNotifications:
                 paid_at=_paid_at(transaction),
                 cause="notify",
                 wechat_ref=received.event.id,
+                # The flow record links to the attempt this updated: no query to find it again.
+                on_applied=lambda order_id, payment_id: received.trace.linked(order_id, payment_id),
                 payer_total=transaction.payer_total,
             )  # committed by notifications.record with the records: one commit, atomic
         except OrderError:

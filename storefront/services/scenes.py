@@ -94,13 +94,14 @@ def start_attempt(order: Order, scene: Scene, context: Context) -> Payment:
     :raise PaymentError: WeChat Pay refused (its code) or is unreachable (``WECHATPAY_UNAVAILABLE``).
     """
     scene.validate(context)
-    reusable = orders.reusable_payment(order, scene.method)
+    known = orders.attempts(order.id)  # one query: reuse, what to close, the next number
+    reusable = orders.reusable_among(known, scene.method)
     if reusable is not None and scene.reusable(reusable, context):
         return scene.refresh(reusable, order)
-    payments.close_open_attempts(order, "shopper")
+    payments.close_open_attempts(order, "shopper", [p for p in known if p.is_open])
     config = current_app.config
     payment = orders.start_payment(order, scene.method, config["PAYMENT_TTL_SECONDS"],
-                                   config["MAX_ATTEMPTS_PER_ORDER"])
+                                   config["MAX_ATTEMPTS_PER_ORDER"], count=len(known))
     description = describe(order)
     try:
         issued = scene.prepay(wechat.client(), payment, description, context)
@@ -112,8 +113,10 @@ def start_attempt(order: Order, scene: Scene, context: Context) -> Payment:
         log.warning("%s prepay for %s failed: %s", scene.method, payment.out_trade_no, exc)
         raise wechat.unavailable() from exc
     code_url = issued.pop("code_url", None)
-    orders.payment_issued(payment.id, code_url, **issued)
-    db.session.refresh(payment)
+    if orders.payment_issued(payment.id, code_url, **issued):
+        orders.issued_locally(payment, code_url, **issued)  # what was just written: no re-read
+    else:
+        db.session.refresh(payment)  # a notification or a job moved it first: read what it is now
     return payment
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,23 @@ class Response:
     exchange: Exchange
 
 
+def _session_for(api_base: str) -> requests.Session:
+    """A session that reads the environment's proxy and CA settings once, here, not per call.
+
+    With ``trust_env`` on, requests looks up the proxy environment (and ``NO_PROXY``) and netrc
+    on every request: a third of a prepay call's CPU on the shop's side. The same settings,
+    resolved for this API base now, apply to every call; the Authorization header is set
+    per request, so netrc has nothing to add.
+    """
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(api_base))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
+
+
 def json_body(data: Mapping[str, Any]) -> str:
     """Serialise once, compactly, keeping Chinese as UTF-8: these exact bytes are signed and sent."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -94,7 +112,7 @@ class Client:
         self.observer = observer
         self._private_key = private_key
         self._aes = AESGCM(apiv3_key.encode("utf-8"))
-        self._session = session or requests.Session()
+        self._session = session or _session_for(self.api_base)
         self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
 
     # -- transport ---------------------------------------------------------------------

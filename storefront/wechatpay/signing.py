@@ -27,8 +27,17 @@ _AUTH_PARAM = re.compile(r'\s*(\w+)="([^"]*)"\s*(?:,|$)')
 
 
 def new_nonce(length: int = 32) -> str:
-    """A random nonce of ``[0-9A-Z]``, 32 characters as WeChat's examples use."""
-    return "".join(secrets.choice(NONCE_ALPHABET) for _ in range(length))
+    """A random nonce of ``[0-9A-Z]``, 32 characters as WeChat's examples use.
+
+    One uniform draw below 36**length, written in base 36: every string equally likely, at a
+    fraction of the cost of one ``secrets.choice`` per character (signing runs it every call).
+    """
+    value = secrets.randbelow(len(NONCE_ALPHABET) ** length)
+    characters = []
+    for _ in range(length):
+        value, digit = divmod(value, len(NONCE_ALPHABET))
+        characters.append(NONCE_ALPHABET[digit])
+    return "".join(characters)
 
 
 def signing_string(*lines: str) -> str:
