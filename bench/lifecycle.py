@@ -8,6 +8,7 @@ is the job and the page, not how the rows came to be.
 
 from __future__ import annotations
 
+import re
 import secrets
 import statistics
 import time
@@ -210,7 +211,11 @@ def checkout_latency(env: Environment, small: int = 100, large: int = 100_000, r
         raise BenchError(f"order: {created.status_code} {created.text[:200]}")
     order_no = created.json()["order_no"]
     url = f"{env.shop.url}/orders/{order_no}/pay"
-    first = http.get(url, timeout=30)  # issues the attempt at the simulator once
+    first = http.get(url, timeout=30)  # the start form: a GET never issues an attempt
+    token = re.search(r'name="csrf_token" value="([^"]+)"', first.text)
+    if first.status_code == 200 and token:
+        # What the page's script does: POST the start form, which issues the attempt at the simulator once.
+        first = http.post(url, data={"csrf_token": token.group(1), "method": "native"}, timeout=30)
     if first.status_code != 200:
         raise BenchError(f"checkout page: {first.status_code} {first.text[:200]}")
 

@@ -58,6 +58,16 @@ FROM_ENVIRON = {
     "FLOW_RECORD": ("FLOW_RECORD", str),
     "FLOW_SAMPLE_RATE": ("FLOW_SAMPLE_RATE", float),
     "SCHEDULER_INTERVAL_SECONDS": ("SCHEDULER_INTERVAL_SECONDS", float),
+    # Going live (docs/going-live.md)
+    "WECHATPAY_MERCHANT_CERT_FILE": ("WECHATPAY_MERCHANT_CERT_FILE", str),
+    "RATELIMIT_ENABLED": ("RATELIMIT_ENABLED", _flag),
+    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
+    "RATELIMIT_ORDERS": ("RATELIMIT_ORDERS", str),
+    "RATELIMIT_PAYMENTS": ("RATELIMIT_PAYMENTS", str),
+    "MERCHANT_SESSION_HOURS": ("MERCHANT_SESSION_HOURS", float),
+    "METRICS_TOKEN": ("METRICS_TOKEN", str),
+    "NOTIFY_RETENTION_DAYS": ("NOTIFY_RETENTION_DAYS", int),
+    "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
     "BABEL_DEFAULT_LOCALE": ("BABEL_DEFAULT_LOCALE", str),
 }
 
@@ -103,6 +113,15 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         PORT=5000,
         FLOW_RETENTION_DAYS=30,  # the flow record of an order is kept this long
         FLOW_MAX_FIELD_CHARS=16000,  # size bound of each text field of one recorded message
+        # Going live (docs/going-live.md): bounded input, limits, sessions, metrics.
+        MAX_CONTENT_LENGTH=64 * 1024,  # WeChat Pay's notifications are 1-2 KB: 413 beyond this
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_STORAGE_URI=None,  # None: memory (one process); production: redis://127.0.0.1:6379/0
+        RATELIMIT_ORDERS="20 per minute;200 per hour",  # order creation per client address
+        RATELIMIT_PAYMENTS="30 per minute;300 per hour",  # prepay (payment attempts) per client address
+        MERCHANT_SESSION_HOURS=8,  # absolute lifetime of a merchant sign-in
+        METRICS_TOKEN=None,  # production: /metrics needs this bearer token or a merchant sign-in
+        NOTIFY_RETENTION_DAYS=None,  # None: FLOW_RETENTION_DAYS
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -113,6 +132,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config.update(test_config)
     if "WECHATPAY_SANDBOX" not in app.config:
         app.config["WECHATPAY_SANDBOX"] = not app.config["WECHATPAY_API_BASE"]
+    from . import settings_check
+
+    settings_check.apply_production_defaults(app.config)
     app.config.setdefault("SQLALCHEMY_BINDS", {})
     if app.config["WECHATPAY_SANDBOX"]:
         # The simulator's state is its own database: the shop never reads it.
@@ -123,6 +145,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from . import bootstrap
 
     bootstrap.prepare(app)  # instance folder, secret key: before anything reads them
+    # Production refuses unsafe settings here, so flask run, flask init and gunicorn all stop.
+    settings_check.enforce(app.config, app.instance_path)
     db.init_app(app)
     # Schema changes are Alembic migrations (migrations/), one script for both databases.
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)  # SQLite ALTERs
@@ -135,6 +159,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         # Trust exactly that many X-Forwarded-For hops: H5 needs the payer's real IP, unspoofed.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])  # type: ignore[method-assign]
     web.register(app)
+    from . import health, ratelimit, security
+
+    security.register(app)  # headers and cookie flags, both modes
     gateway.register(app)
     from . import flow, learn
     from .services import flowlog
@@ -163,6 +190,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         endpoints.register(app, endpoints.build(app.config))
     errors.register(app)
     commands.register(app)
+    ratelimit.register(app)  # after the blueprints: it wraps their creation views
+    health.register(app)
     if app.config["AUTO_INIT"]:
         bootstrap.initialise(app)
     if app.config["SCHEDULER_INTERVAL_SECONDS"]:

@@ -15,6 +15,7 @@ import flask_migrate
 from flask import Flask
 from sqlalchemy import inspect, select
 
+from . import instance_files
 from .extensions import db
 from .i18n import N_
 from .instance_files import private_dir as _private_dir
@@ -67,6 +68,9 @@ def initialise(app: Flask) -> None:
         with app.app_context():
             create_schema(app)
             seed_catalog()
+        # Every init: instance/ 0700, keys, secrets and the SQLite databases 0600.
+        instance_files.tighten(instance, instance_files.sqlite_files(
+            [app.config.get("SQLALCHEMY_DATABASE_URI"), app.config.get("SANDBOX_DATABASE_URL")], instance))
 
 
 def create_schema(app: Flask) -> None:

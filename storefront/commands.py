@@ -24,6 +24,20 @@ def register(app: Flask) -> None:
         closed, paid = jobs.close_expired()
         click.echo(f"closed {closed} attempt(s); {paid} turned out paid")
 
+    @app.cli.command("doctor")
+    @click.option("--offline", is_flag=True, help="Skip the signed request to WECHATPAY_API_BASE.")
+    @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for WeChat Pay.")
+    def doctor(offline: bool, timeout: float) -> None:
+        """Check the merchant's setup before going live: ✓ passed, ✗ failed, ! warning (docs/going-live.md)."""
+        from . import doctor as checks
+
+        report = checks.run(current_app._get_current_object(), offline_only=offline, timeout=timeout)  # type: ignore[attr-defined]
+        click.echo(report.render())
+        if report.failed:
+            click.echo("doctor: something is wrong; fix each ✗ above (the setting is named first)", err=True)
+            raise SystemExit(1)
+        click.echo("doctor: ready" + (" (warnings above)" if any(m == "!" for m, _t in report.lines) else ""))
+
     @app.cli.command("reconcile")
     def reconcile() -> None:
         """Query WeChat Pay for attempts pending a while and apply the answers."""

@@ -22,14 +22,26 @@ class ShopError(Exception):
             self.status = status
 
 
+def wants_json() -> bool:
+    """JSON endpoints answer errors as JSON: the API, the flow record's JSON, the simulator's API."""
+    path = request.path
+    return (path.endswith(".json") or path.endswith("/flow/events") or path in ("/healthz",)
+            or (request.method == "POST" and request.is_json))
+
+
 def _answer(status: int, code: str, message: str):
     if request.path.startswith("/api/"):
         return {"error": {"code": code, "message": message}}, status
     if request.path.startswith("/notify/"):
         return {"code": "FAIL", "message": message[:64]}, status
     mount = current_app.extensions["wechat_endpoints"].mount if "wechat_endpoints" in current_app.extensions else ""
-    if mount and request.path.startswith(mount + "/") and request.accept_mimetypes.best == "application/json":
+    # The simulator's API and control endpoints are JSON: their errors are too (whatever Accept says).
+    if mount and request.path.startswith(mount + "/") and (
+            request.accept_mimetypes.best == "application/json" or wants_json()
+            or request.path.startswith(tuple(f"{mount}/{part}/" for part in ("control", "v3", "sns")))):
         return {"code": code, "message": message}, status
+    if wants_json():
+        return {"error": {"code": code, "message": message}}, status
     return render_template("errors/error.html", status=status, code=code, message=message), status
 
 
@@ -39,6 +51,7 @@ HTTP_MESSAGES = {
     404: _l("页面不存在"),
     405: _l("不支持该请求方法"),
     413: _l("请求内容过大"),
+    429: _l("请求过于频繁，请稍后再试"),
 }
 
 
@@ -52,6 +65,12 @@ def register(app: Flask) -> None:
         status = exc.code or 500
         code = (exc.name or "error").upper().replace(" ", "_")
         return _answer(status, code, HTTP_MESSAGES.get(status, exc.name or ""))
+
+    @app.errorhandler(RecursionError)
+    def too_deep(exc: RecursionError):
+        # Deeply nested JSON (or another input built to exhaust the stack): bad input, not a crash.
+        app.logger.warning("input too deeply nested on %s %s", request.method, request.path)
+        return _answer(400, "INVALID_JSON", _("请求体的 JSON 嵌套过深"))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -145,8 +145,17 @@ class Gateway:
 
     def _observer(self) -> Callable[[Exchange], None] | None:
         # The flow record (services/flowlog.py) sees every request and answer; no Flask request needed.
-        flowlog = self._app.extensions.get("flowlog")
-        return flowlog.observe if flowlog is not None else None
+        # The metrics (storefront/health.py) count the same exchanges by endpoint and result.
+        observers = [ext.observe if name == "flowlog" else ext.observe_call
+                     for name in ("flowlog", "metrics") if (ext := self._app.extensions.get(name)) is not None]
+        if not observers:
+            return None
+
+        def observe(exchange: Exchange) -> None:
+            for observer in observers:
+                observer(exchange)
+
+        return observe
 
     def client(self, api_base: str) -> Client:
         """The client for one API base, built on first use."""
@@ -199,10 +208,16 @@ def gateway() -> Gateway:
 
 
 def shop_base_url() -> str:
-    """The shop's public base: configured, else the request's host, else the local port."""
+    """The shop's public base: configured, else (simulator mode only) the request's host, else the local port.
+
+    In production it is always ``SHOP_BASE_URL`` (settings_check refuses to start without it):
+    a callback URL taken from ``Host`` would send WeChat Pay wherever a request claimed.
+    """
     configured = current_app.config["SHOP_BASE_URL"]
     if configured:
         return configured.rstrip("/")
+    if not current_app.config["WECHATPAY_SANDBOX"]:
+        raise RuntimeError("SHOP_BASE_URL is not set: production never derives URLs from the request")
     if has_request_context():
         return request.host_url.rstrip("/")
     return f"http://127.0.0.1:{current_app.config['PORT']}"
@@ -210,7 +225,8 @@ def shop_base_url() -> str:
 
 def api_base() -> str:
     """WeChat Pay API v3's base (``endpoints.WeChatEndpoints``)."""
-    return endpoints.current().api(shop_base_url())
+    current = endpoints.current()
+    return current.api_base or current.api(shop_base_url())  # the shop's base only when it is needed
 
 
 def client() -> Client:

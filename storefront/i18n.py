@@ -144,7 +144,8 @@ def lang_url(locale: str) -> str:
     return f"{request.script_root}{request.path}?{urlencode(args)}"
 
 
-# Strings static/js shows: templates hand them over in <script type="application/json" id="sf-i18n">.
+# Strings static/js shows: templates hand them over as JSON in <meta name="sf-i18n" content='…'>
+# (data, not a script: the Content-Security-Policy allows no inline script).
 JS_MESSAGES = (
     N_("您已取消支付，订单仍待支付，可以随时重新支付。"),
     N_("支付未完成"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -52,6 +53,9 @@ def make_app(tmp_path, instance_template):
             "SANDBOX_TIME_SCALE": 0.01,
             "WECHATPAY_SANDBOX": True,
             "AUTO_INIT": False,
+            # Tests create orders far faster than a shopper: the limits have their own tests
+            # (tests/test_go_live.py), as RATELIMIT_ENABLED=0 is what load tests and make bench use.
+            "RATELIMIT_ENABLED": False,
         }
         if TEST_DATABASE_URL:
             _reset_postgres(TEST_DATABASE_URL)
@@ -132,6 +136,13 @@ class Shopper:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
+    def open_checkout(self, order_no: str, method: str | None = None, **kwargs) -> requests.Response:
+        """Open the checkout page as a browser does: a GET, then (no payable attempt yet) the start
+        form's POST that static/js/autosubmit.js sends."""
+        query = f"?method={method}" if method else ""
+        page = self.http.get(f"{self.base_url}/orders/{order_no}/pay{query}", timeout=10, **kwargs)
+        return submit_start_form(self.http, page, self.base_url, **kwargs)
+
     def pay_in_simulator(self, out_trade_no: str, **options) -> requests.Response:
         return requests.post(f"{self.base_url}/sandbox/control/pay",
                              json={"out_trade_no": out_trade_no, "result": "SUCCESS", **options}, timeout=10)
@@ -140,6 +151,22 @@ class Shopper:
         answer = requests.get(f"{self.base_url}/sandbox/control/notifications",
                               params={"out_trade_no": out_trade_no}, timeout=10)
         return answer.json()["notifications"]
+
+
+START_FORM = re.compile(r'<form id="pay-start"[^>]*action="([^"]+)"')
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def submit_start_form(http: requests.Session, page: requests.Response, base_url: str, **kwargs) -> requests.Response:
+    """If ``page`` is the checkout's start form (GET never starts a payment), POST it; else return ``page``."""
+    import html
+
+    found = START_FORM.search(page.text) if page.status_code == 200 else None
+    if found is None:
+        return page
+    method = re.search(r'name="method" value="([^"]*)"', page.text)
+    data = {"csrf_token": CSRF_FIELD.search(page.text).group(1), "method": method.group(1) if method else ""}
+    return http.post(base_url + html.unescape(found.group(1)), data=data, timeout=10, **kwargs)
 
 
 @pytest.fixture
@@ -166,7 +193,8 @@ def module_server(tmp_path_factory, instance_template, **config):
     instance = tmp_path_factory.mktemp("module-instance") / "instance"
     shutil.copytree(instance_template, instance)
     settings = {"TESTING": True, "SECRET_KEY": "test-secret", "SANDBOX_NOTIFIER": False,
-                "SANDBOX_TIME_SCALE": 0.01, "WECHATPAY_SANDBOX": True, "AUTO_INIT": False, **config}
+                "SANDBOX_TIME_SCALE": 0.01, "WECHATPAY_SANDBOX": True, "AUTO_INIT": False,
+                "RATELIMIT_ENABLED": False, **config}
     app = create_app(settings, instance_path=str(instance))
     bootstrap.initialise(app)
     server = LiveServer(app)

@@ -189,7 +189,13 @@ def test_another_session_gets_404_and_a_merchant_gets_the_flow(server, make_app)
         assert requests.get(f"{server.url}/orders/{order['order_no']}/{path}", timeout=10).status_code == 404
     client = server.app.test_client()
     with client.session_transaction() as session:
-        session["merchant"] = {"name": "ops"}
+        session["merchant"] = {"name": "ops"}  # a forged flag is not a merchant session
+    assert client.get(f"/orders/{order['order_no']}/flow.json").status_code == 404
+    client.get("/merchant/login")
+    with client.session_transaction() as session:
+        csrf = session["csrf"]
+    password = (Path(server.app.instance_path) / "merchant_password").read_text().strip()
+    assert client.post("/merchant/login", data={"csrf_token": csrf, "password": password}).status_code == 303
     assert client.get(f"/orders/{order['order_no']}/flow.json").status_code == 200
     assert client.get("/orders/SF000/flow").status_code == 404
 

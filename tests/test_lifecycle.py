@@ -234,7 +234,7 @@ def test_renewal_meeting_a_faster_payer_answers_orderpaid_and_shows_paid(serve):
 
 
 def _page_attempt(shopper: Shopper, order_no: str) -> str:
-    page = shopper.http.get(f"{shopper.base_url}/orders/{order_no}/pay", timeout=10)
+    page = shopper.open_checkout(order_no)
     assert page.status_code == 200, page.text[:500]
     return re.search(r'id="out-trade-no">([^<]+)<', page.text).group(1)
 
@@ -275,7 +275,7 @@ def test_attempts_per_order_are_bounded(serve):
     answer = shopper.http.post(f"{server.url}/api/orders/{order_no}/payments", json={"method": "native"}, timeout=10)
     assert answer.status_code == 409, answer.text
     assert answer.json()["error"]["code"] == "TOO_MANY_ATTEMPTS"
-    page = shopper.http.get(f"{server.url}/orders/{order_no}/pay", timeout=10)
+    page = shopper.open_checkout(order_no)
     assert page.status_code == 409 and "Traceback" not in page.text
     assert [sim_state(server.app, no) for no in seen] == ["CLOSED", "CLOSED", "CLOSED"]
 

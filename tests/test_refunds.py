@@ -288,11 +288,16 @@ def test_merchant_area_needs_the_password(live_server):
     assert http.get(f"{live_server.url}/merchant/", timeout=10, allow_redirects=False).status_code == 302
 
 
-def test_merchant_area_is_closed_without_a_password(tmp_path):
+def test_merchant_area_is_closed_without_a_password(tmp_path, instance_template):
+    import shutil
+
     from storefront import create_app
 
-    app = create_app({"TESTING": True, "SECRET_KEY": "test", "WECHATPAY_SANDBOX": False, "AUTO_INIT": False,
-                      "WECHATPAY_API_BASE": "http://127.0.0.1:9/"}, instance_path=str(tmp_path))
+    # A production configuration production accepts (the demo merchant, against a loopback API base).
+    shutil.copytree(instance_template, tmp_path / "instance")
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 32 + "-a-long-random-enough-key", "WECHATPAY_SANDBOX": False,
+                      "AUTO_INIT": False, "WECHATPAY_API_BASE": "http://127.0.0.1:9/",
+                      "SHOP_BASE_URL": "https://shop.example.com"}, instance_path=str(tmp_path / "instance"))
     answer = app.test_client().get("/merchant/login")
     assert answer.status_code == 503 and "MERCHANT_PASSWORD" in answer.get_data(as_text=True)
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import load_pem_x509_certificate
 
-from conftest import Shopper, module_server, wait_for
+from conftest import Shopper, module_server, submit_start_form, wait_for
 from storefront.extensions import db
 from storefront.models import utcnow
 from storefront.sandbox.scene_models import SandboxH5Link
@@ -208,6 +208,12 @@ def _authorize(shopper: Shopper, order_no: str) -> str:
     return granted.headers["Location"]
 
 
+def _open_jsapi(shopper: Shopper, order_no: str) -> requests.Response:
+    """Authorize, come back to checkout, and send its start form as the page's script does."""
+    page = shopper.http.get(_authorize(shopper, order_no), timeout=10)
+    return submit_start_form(shopper.http, page, shopper.base_url)
+
+
 def _jsapi_page_params(page: requests.Response) -> dict:
     found = re.search(r'data-pay-params="([^"]*)"', page.text)
     assert found, page.text[:500]
@@ -218,7 +224,7 @@ def test_jsapi_checkout_gets_the_openid_by_oauth_and_signs_pay_params(live_serve
     shopper = _shopper(live_server, WECHAT_UA)
     order = shopper.buy()
     callback = _authorize(shopper, order["order_no"])
-    page = shopper.http.get(callback, timeout=10)
+    page = submit_start_form(shopper.http, shopper.http.get(callback, timeout=10), shopper.base_url)
     assert page.status_code == 200
     params = _jsapi_page_params(page)
     assert set(params) == {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"}
@@ -315,7 +321,7 @@ def test_api_refuses_an_openid_that_is_not_the_sessions(live_server):
 def test_pay_sign_that_does_not_verify_is_refused_and_nothing_is_paid(live_server):
     shopper = _shopper(live_server, WECHAT_UA)
     order = shopper.buy()
-    params = _jsapi_page_params(shopper.http.get(_authorize(shopper, order["order_no"]), timeout=10))
+    params = _jsapi_page_params(_open_jsapi(shopper, order["order_no"]))
     other = "A" if params["nonceStr"][-1] != "A" else "B"  # one character changed, never the same
     for forged in ({**params, "nonceStr": params["nonceStr"][:-1] + other},
                    {**params, "paySign": base64.b64encode(b"\0" * 256).decode()}):
@@ -332,7 +338,7 @@ def test_pay_sign_that_does_not_verify_is_refused_and_nothing_is_paid(live_serve
 def test_failed_payment_in_the_sheet_leaves_the_order_payable(live_server):
     shopper = _shopper(live_server, WECHAT_UA)
     order = shopper.buy()
-    params = _jsapi_page_params(shopper.http.get(_authorize(shopper, order["order_no"]), timeout=10))
+    params = _jsapi_page_params(_open_jsapi(shopper, order["order_no"]))
     failed = requests.post(f"{live_server.url}/sandbox/jsapi/pay", json={"params": params, "result": "NOTENOUGH"},
                            timeout=10)
     assert failed.json()["err_msg"] == "get_brand_wcpay_request:fail"
@@ -442,7 +448,7 @@ def test_login_secrets_never_reach_a_log_line(live_server, caplog):
     caplog.set_level(logging.DEBUG)
     shopper = _shopper(live_server, WECHAT_UA)
     order = shopper.buy()
-    assert shopper.http.get(_authorize(shopper, order["order_no"]), timeout=10).status_code == 200
+    assert _open_jsapi(shopper, order["order_no"]).status_code == 200
     _mini_program_payment(live_server)
     with live_server.app.app_context():
         creds = live_server.app.extensions["wechatpay"].credentials
@@ -457,10 +463,9 @@ def test_switching_scene_when_the_open_attempt_was_paid_shows_paid_and_charges_o
     order, payment = _h5(shopper)
     # The payer paid the H5 attempt, but its notification is lost: the shop still thinks pending.
     assert shopper.pay_in_simulator(payment["out_trade_no"], notify="drop").status_code == 200
-    switched = shopper.http.get(f"{live_server.url}/orders/{order['order_no']}/pay?method=native",
-                                allow_redirects=False, timeout=10)
+    switched = shopper.open_checkout(order["order_no"], method="native", allow_redirects=False)
     # Closing it at WeChat Pay answered ORDERPAID: the order page, paid; no new attempt was made.
-    assert switched.status_code == 302 and switched.headers["Location"].endswith(f"/orders/{order['order_no']}")
+    assert switched.status_code == 303 and switched.headers["Location"].endswith(f"/orders/{order['order_no']}")
     assert shopper.order(order["order_no"])["status"] == "paid"
     from storefront.models import Order
     with live_server.app.app_context():

@@ -6,9 +6,10 @@
   var root = document.getElementById('checkout');
   if (!root) return;
 
-  // The page's language: translations of these strings arrive in <script type="application/json" id="sf-i18n">.
+  // The page's language: translations of these strings arrive in <meta name="sf-i18n" content="{JSON}">.
   var strings = {};
-  try { strings = JSON.parse((document.getElementById('sf-i18n') || {}).textContent || '{}'); } catch (e) { /* Chinese */ }
+  var carried = document.querySelector('meta[name="sf-i18n"]');
+  try { strings = JSON.parse(carried ? carried.getAttribute('content') : '{}'); } catch (e) { /* Chinese */ }
   function t(text) { return strings[text] || text; }
 
   // Bounded: WeChat may send the browser back before the payment is decided (WeChat Pay "H5支付": the return page must confirm with the server).

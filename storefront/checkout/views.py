@@ -17,9 +17,9 @@ from .urls import order_urls
 
 
 def chosen_method() -> str:
-    """``?method=`` when it names a page scene, else what the User-Agent says
-    (WeChat Pay's "H5支付" and "JSAPI支付" product pages: which scene for which browser)."""
-    override = request.args.get("method", "")
+    """``?method=`` (or the start form's ``method``) when it names a page scene, else what the
+    User-Agent says (WeChat Pay's "H5支付" and "JSAPI支付" product pages: which scene for which browser)."""
+    override = request.args.get("method", "") or request.form.get("method", "")
     if override in scenes.PAGE_METHODS:
         return override
     return scenes.detect_method(request.user_agent.string)
@@ -32,32 +32,69 @@ def order(order_no: str):
     return render_template("checkout/order.html", order=found, pay_url=pay_url)
 
 
-@bp.get("/orders/<order_no>/pay")
-def pay(order_no: str):
-    """The checkout page of the chosen scene: start (or reuse) its attempt, render its template."""
-    found = orders.owned_order(order_no, shopper_id())
-    if found.status != OrderStatus.PENDING:
-        return redirect(url_for("checkout.order", order_no=order_no))
+def _scene_for(found: Order):
+    """(scene, payer context) of this request, or the page to answer instead (the mini program's
+    notice, or the OAuth redirect that gets the payer's openid: neither changes anything at WeChat Pay)."""
     scene = scenes.scene(chosen_method())
     assert scene is not None and scene.template is not None
     if scene.payer == "miniprogram":
         # A mini program web-view cannot pay: the mini program itself must (its template says so).
-        return render_template(scene.template, order=found, method=scene.method, **order_urls(found))
+        return None, render_template(scene.template, order=found, method=scene.method, **order_urls(found))
     context = scenes.Context(payer_client_ip=request.remote_addr or "")
     if scene.payer == "oauth":
         openid = identity.session_openid(scenes.jsapi_appid(scene.method))
         if not openid:
             # snsapi_base: WeChat answers with a code at once, the payer sees nothing.
             callback = gateway.shop_base_url() + url_for("oauth.callback")
-            here = url_for("checkout.pay", order_no=order_no, method=scene.method)
-            return redirect(identity.start_authorization(callback, here), code=302)
+            here = url_for("checkout.pay", order_no=found.order_no, method=scene.method)
+            return None, redirect(identity.start_authorization(callback, here), code=302)
         context = scenes.Context(openid=openid)
+    return (scene, context), None
+
+
+@bp.get("/orders/<order_no>/pay")
+def pay(order_no: str):
+    """The checkout page of the chosen scene: a pure read (a GET changes nothing at WeChat Pay).
+
+    The scene's still-payable attempt is shown; otherwise a start form (a POST, sent at once by
+    static/js/autosubmit.js) that ``pay_start`` answers. docs/going-live.md, "No state change on GET".
+    """
+    found = orders.owned_order(order_no, shopper_id())
+    if found.status != OrderStatus.PENDING:
+        return redirect(url_for("checkout.order", order_no=order_no))
+    chosen, answer = _scene_for(found)
+    if chosen is None:
+        return answer
+    scene, context = chosen
+    payment = orders.reusable_payment(found, scene.method)
+    if payment is None or not scene.reusable(payment, context):
+        return render_template(
+            "checkout/pay_start.html", order=found, method=scene.method,
+            payment={"amount_total": found.amount_total},  # the pay card shows the amount
+            # The same URL as this page (query and all): the POST lands where the GET was.
+            start_url=url_for("checkout.pay_start", order_no=order_no,
+                              **({"method": request.args["method"]} if request.args.get("method") else {})),
+            **order_urls(found))
+    return render_template(scene.template, order=found, payment=payment, method=scene.method,
+                           **page_context(found, payment, scene))
+
+
+@bp.post("/orders/<order_no>/pay")
+def pay_start(order_no: str):
+    """Start (or switch to) the chosen scene's attempt: its open one is closed at WeChat Pay first."""
+    found = orders.owned_order(order_no, shopper_id())
+    if found.status != OrderStatus.PENDING:
+        return redirect(url_for("checkout.order", order_no=order_no), code=303)
+    chosen, answer = _scene_for(found)
+    if chosen is None:
+        return answer
+    scene, context = chosen
     try:
         payment = scenes.start_attempt(found, scene, context)
     except ShopError as exc:
         # A close that answered ORDERPAID: the payer was faster. Show the paid order, never charge twice.
         if exc.code in ("ORDERPAID", "ORDER_CLOSED"):
-            return redirect(url_for("checkout.order", order_no=order_no))
+            return redirect(url_for("checkout.order", order_no=order_no), code=303)
         raise
     return render_template(scene.template, order=found, payment=payment, method=scene.method,
                            **page_context(found, payment, scene))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, render_template, request, session, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 from sqlalchemy import select
 
 from ..errors import ShopError
@@ -20,9 +20,15 @@ from .explain import LANES, lane_names
 bp = Blueprint("flow", __name__)
 
 
+def merchant_signed_in() -> bool:
+    from ..merchant import auth  # the merchant area's server-side session
+
+    return auth.signed_in()
+
+
 def viewable_order(order_no: str) -> Order:
     """The order if this session owns it or is a merchant's. :raise OrderError: 404 otherwise."""
-    if session.get("merchant"):
+    if merchant_signed_in():
         found = db.session.scalar(select(Order).where(Order.order_no == order_no))
         if found is not None:
             return found
@@ -37,7 +43,7 @@ def _flow(order: Order) -> tuple[list[flow_steps.Step], str]:
 
 def _order_url(order_no: str) -> str:
     # A merchant is not the order's shopper: its own order page is in the merchant area.
-    if session.get("merchant") and "merchant.order" in current_app.view_functions:
+    if merchant_signed_in() and "merchant.order" in current_app.view_functions:
         return url_for("merchant.order", order_no=order_no)
     return url_for("checkout.order", order_no=order_no)
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import hmac
 import re
-import threading
-import time
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from ..errors import ShopError
@@ -24,11 +22,10 @@ from ..models import Order, OrderStatus, Refund
 from ..services import refund_states, refunds
 from ..web import check_csrf
 from ..wechatpay import WeChatPayError
+from . import auth
 
 bp = Blueprint("merchant", __name__)
 
-LOGIN_FAILURES_ALLOWED = 10  # per client address and window, then 429 until the window passes
-LOGIN_WINDOW_SECONDS = 600
 YUAN = re.compile(r"^[0-9]{1,8}(\.[0-9]{1,2})?$")  # ASCII digits only: \d takes "１２" too
 PAGE = 50
 
@@ -59,39 +56,12 @@ def yuan_to_fen(text: str) -> int:
     return int(fen)
 
 
-class LoginThrottle:
-    """Failed merchant logins per client address, kept per app (``app.extensions``), in memory."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, address: str, now: float) -> list[float]:
-        kept = [t for t in self._failures.get(address, []) if now - t < LOGIN_WINDOW_SECONDS]
-        self._failures[address] = kept
-        return kept
-
-    def blocked(self, address: str) -> bool:
-        with self._lock:
-            return len(self._recent(address, time.monotonic())) >= LOGIN_FAILURES_ALLOWED
-
-    def failed(self, address: str) -> None:
-        with self._lock:
-            self._recent(address, time.monotonic()).append(time.monotonic())
-            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
-                self._failures.clear()
-
-
-def _throttle() -> LoginThrottle:
-    return current_app.extensions.setdefault("merchant_login_throttle", LoginThrottle())
-
-
 def login_required(view):
     @wraps(view)
     def wrapper(**kwargs):
         if merchant_password() is None:
             return render_template("merchant/closed.html"), 503
-        if not session.get("merchant"):
+        if not auth.signed_in():
             return redirect(url_for("merchant.login", next=request.path))
         return view(**kwargs)
 
@@ -107,18 +77,20 @@ def login():
     if request.method == "POST":
         check_csrf()
         address = request.remote_addr or "-"
-        if _throttle().blocked(address):
-            return render_template("merchant/login.html", error=_("尝试次数过多，请 10 分钟后再试")), 429
+        verdict = auth.check(address)
+        if not verdict.allowed:
+            message = _("尝试次数过多，请 %(s)s 秒后再试", s=verdict.retry_after)
+            return render_template("merchant/login.html", error=message), 429, {"Retry-After": str(verdict.retry_after)}
         sent = request.form.get("password", "")
         if hmac.compare_digest(sent.encode(), password.encode()):
-            session.clear()  # a fresh session on login: no fixation
-            session["merchant"] = True
+            auth.succeeded(address)
+            auth.sign_in()  # a fresh server-side session: no fixation, revocable
             target = request.args.get("next", "")
             if not target.startswith("/merchant/") or target.startswith("//"):
                 target = url_for("merchant.index")
             return redirect(target, code=303)
         error = _("密码不正确")
-        _throttle().failed(address)
+        auth.failed(address)
         current_app.logger.warning("merchant login refused from %s", request.remote_addr)
     return render_template("merchant/login.html", error=error), (401 if error else 200)
 
@@ -126,7 +98,7 @@ def login():
 @bp.post("/logout")
 def logout():
     check_csrf()
-    session.pop("merchant", None)
+    auth.sign_out()
     return redirect(url_for("merchant.login"), code=303)
 
 

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, request
 
+from ..health import count_notification
 from ..models import utcnow
 from ..services import payments, refunds
 
@@ -17,6 +18,7 @@ def payment():
     # The handler also writes the flow inspector's record, committed with the payment itself.
     result = payments.handle_payment_notification(request.headers, body, received_at,
                                                   path=request.path, url=request.url)
+    count_notification("payment", result)
     if result.status < 300:
         return "", 204
     return {"code": "FAIL", "message": result.reason[:64] or "FAIL"}, result.status
@@ -29,6 +31,7 @@ def refund():
     body = request.get_data(cache=False)
     result = refunds.handle_refund_notification(request.headers, body, received_at,
                                                 path=request.path, url=request.url)
+    count_notification("refund", result)
     if result.status < 300:
         return "", 204
     return {"code": "FAIL", "message": result.reason[:64] or "FAIL"}, result.status

@@ -31,6 +31,9 @@ def register(app: Flask) -> Mounted:
     app.extensions["sandbox"] = state
     app.register_blueprint(assemble(), url_prefix=MOUNT)
     install_log_redaction()
+    from .notifier import oldest_pending_seconds
+
+    app.extensions["sandbox_oldest_pending_seconds"] = oldest_pending_seconds  # for the shop's /metrics
     from .demo import ensure_demo_credentials
 
     # bootstrap.initialise runs it: the demo merchant's keys, on both sides, written once.

@@ -146,3 +146,20 @@ class Notifier:
         db.session.commit()
         log.info("notification %s for %s: attempt %s -> %s", event_id, out_trade_no, attempts, status if status is not None else error)
         return status
+
+
+def oldest_pending_seconds() -> float:
+    """How long the oldest notification still waiting for delivery has waited (0: none waits).
+
+    The shop's ``/metrics`` shows it in simulator mode (``app.extensions``, set by ``register``).
+    """
+    from ..clock import utcnow
+
+    try:
+        oldest = db.session.scalar(select(func.min(SandboxNotification.created_at))
+                                   .where(SandboxNotification.state == "pending"))
+        db.session.commit()
+    except Exception:  # a metric never fails the scrape
+        db.session.rollback()
+        return 0.0
+    return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0

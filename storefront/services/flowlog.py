@@ -385,10 +385,17 @@ def _link(query: Any, params: dict[str, Any], connection: Connection | None = No
 
 
 def purge(app: Flask, now: datetime | None = None) -> int:
-    """Delete messages older than ``FLOW_RETENTION_DAYS``; returns how many went."""
+    """Delete messages older than ``FLOW_RETENTION_DAYS`` (and notification records older than
+    ``NOTIFY_RETENTION_DAYS``); returns how many messages went."""
     retention, _limit = _settings(app)
     cutoff = (now or utcnow()) - timedelta(days=retention)
+    notify_days = app.config.get("NOTIFY_RETENTION_DAYS") or retention
+    notify_cutoff = (now or utcnow()) - timedelta(days=int(notify_days))
+    from ..models import NotificationRecord
+
     with db.engine.begin() as connection:
+        # Notification records follow the same rule (NOTIFY_RETENTION_DAYS, default the same days).
+        connection.execute(delete(NotificationRecord).where(NotificationRecord.received_at < notify_cutoff))
         return connection.execute(delete(ProtocolMessage).where(ProtocolMessage.at < cutoff)).rowcount or 0
 
 
@@ -615,7 +622,28 @@ class NotificationTrace:
         }
         if self.link is not None:
             values.update(order_id=self.link.order_id, payment_id=self.link.payment_id)
+        elif self.verification == "failed":
+            compact(values)
         return values
+
+
+REFUSED_BODY_CHARS = 512  # what a refused, unsigned notification keeps of its body
+_HEADERS_THAT_MATTER = ("content-type", "content-length", "user-agent", "wechatpay-serial", "wechatpay-timestamp",
+                        "wechatpay-nonce", "wechatpay-signature", "wechatpay-signature-type", "request-id")
+
+
+def _prefix(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
+def compact(values: dict[str, Any]) -> None:
+    """A refusal nobody signed: keep what was wrong, the headers that matter and a bounded prefix of
+    the body, so junk posted at /notify/* cannot grow the database by megabytes."""
+    headers = values.get("request_headers") or {}
+    values["request_headers"] = {k: _prefix(str(v), 400) for k, v in headers.items()
+                                 if k.lower() in _HEADERS_THAT_MATTER}
+    values["request_body"] = _prefix(values.get("request_body") or "", REFUSED_BODY_CHARS)
+    values["url"] = _prefix(values.get("url") or "", 200)
 
 
 def _claimed_out_trade_no(body: bytes) -> str | None:

@@ -82,4 +82,10 @@ def reconcile() -> tuple[int, int]:
             paid += 1
 
     refunds.reconcile_pending(cutoff)
+    from . import refund_outbox  # double payments' refunds not yet confirmed: send again, same number
+
+    refund_outbox.send_due()
+    from ..merchant import auth
+
+    auth.purge_expired()
     return checked, paid

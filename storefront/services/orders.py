@@ -7,6 +7,7 @@ notifications, active queries, jobs and several workers can race and still leave
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from sqlalchemy import Integer, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from ..errors import ShopError
 from ..extensions import db
@@ -29,9 +31,12 @@ from ..models import (
     Payment,
     PaymentStatus,
     Product,
+    Refund,
     utcnow,
 )
 from ..wechatpay.times import BEIJING
+
+events_log = logging.getLogger("storefront.payments")  # one line per payment event (docs/going-live.md)
 
 MAX_QUANTITY = 10
 
@@ -108,6 +113,11 @@ def record_event(
         OrderEvent(order_id=order_id, payment_id=payment_id, from_status=source, to_status=target,
                    cause=cause, note=to_source(note)[:200], wechat_ref=wechat_ref)
     )
+    # Numbers and causes only, never a secret. The order number if the order is loaded already
+    # (no query for a log line), else its id.
+    order = db.session.identity_map.get(identity_key(Order, order_id))
+    events_log.info("order %s: %s -> %s cause=%s ref=%s %s", order.order_no if order is not None else f"#{order_id}",
+                    source, target, cause, wechat_ref or "-", note[:120])
 
 
 def transition(order_id: int, source: OrderStatus, target: OrderStatus, *conditions: Any,
@@ -305,6 +315,8 @@ def apply_payment(
         connection.execute(_ADD_EVENT, {
             "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": OrderStatus.PENDING,
             "to_status": OrderStatus.PAID, "cause": cause, "note": str(note)[:200], "wechat_ref": ref})
+        # The one line per payment event (record_event's, on this fast path): the attempt names the order.
+        events_log.info("payment %s: pending -> paid cause=%s ref=%s", out_trade_no, cause, ref)
         outcome = PaymentOutcome.LATE if late else PaymentOutcome.APPLIED
     elif transition(order_id, OrderStatus.CLOSED, OrderStatus.PAID, paid_at=paid_at, needs_review=True):
         record_event(order_id, payment_id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
@@ -316,6 +328,9 @@ def apply_payment(
         status = db.session.scalar(select(Order.status).where(Order.id == order_id))
         record_event(order_id, payment_id, status, status, cause,
                 _("重复支付：该订单已通过另一笔支付完成，需退款"), ref)
+        # The refund is written with the payment, in this transaction: it cannot be lost (an
+        # outbox row; services/refund_outbox.py sends it until WeChat Pay confirms).
+        _enqueue_double_payment_refund(payment_id)
         outcome = PaymentOutcome.DOUBLE
     return outcome
 
@@ -339,6 +354,34 @@ _PAY_PENDING_ORDER = (
     .values(status=str(OrderStatus.PAID), paid_at=bindparam("paid_at_"), needs_review=bindparam("review_"))
 )
 _ADD_EVENT = insert(OrderEvent.__table__)
+
+
+def _enqueue_double_payment_refund(payment_id: int) -> Refund | None:
+    """Write the pending refund of a whole double payment in the open transaction (no commit).
+
+    The payment has just been marked paid in this transaction. None if a refund for it exists already.
+    """
+    existing = db.session.scalar(select(Refund).where(Refund.payment_id == payment_id, Refund.kind == "duplicate"))
+    payment = db.session.get(Payment, payment_id)
+    if existing is not None or payment is None:
+        return None
+    amount = payment.amount_total
+    reserved = db.session.execute(
+        update(Payment).where(Payment.id == payment_id, Payment.status == PaymentStatus.PAID,
+                              Payment.refund_reserved + amount <= Payment.amount_total)
+        .values(refund_reserved=Payment.refund_reserved + amount)).rowcount == 1
+    if not reserved:
+        return None
+    count = db.session.scalar(select(func.count()).where(Refund.payment_id == payment_id)) or 0
+    refund = Refund(order_id=payment.order_id, payment_id=payment_id,
+                    out_refund_no=f"{payment.out_trade_no}R{count + 1:02d}", kind="duplicate", amount=amount,
+                    reason=_("重复支付退款"), requested_by="system")
+    db.session.add(refund)
+    status = db.session.scalar(select(Order.status).where(Order.id == payment.order_id)) or ""
+    record_event(payment.order_id, payment_id, status, status, "system",
+                 _("重复支付自动退款 %(amount)s（%(no)s）", amount=f"¥{amount // 100}.{amount % 100:02d}",
+                   no=refund.out_refund_no), refund.out_refund_no)
+    return refund
 
 
 def close_payment(payment_id: int, cause: str, note: str = "") -> bool:

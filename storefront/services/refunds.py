@@ -151,7 +151,13 @@ def refund_double_payment(out_trade_no: str) -> Refund | None:
         return None
     existing = db.session.scalar(select(Refund).where(Refund.payment_id == payment.id, Refund.kind == "duplicate"))
     if existing is not None:
-        return existing
+        if existing.status != RefundStatus.PENDING or existing.refund_id:
+            return existing  # WeChat Pay has it: the pending-refund queries take over
+        try:
+            return send(existing)  # the outbox row apply_payment wrote: send it now (reconcile retries)
+        except OrderError as exc:
+            log.warning("double payment refund %s: %s (the outbox keeps it)", existing.out_refund_no, exc.message)
+            return existing
     try:
         refund = refund_states.create_refund(payment, payment.amount_total, reason=_("重复支付退款"),
                                       kind="duplicate", requested_by="system")
