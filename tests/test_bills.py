@@ -365,3 +365,23 @@ def test_reconcile_bill_refuses_a_tampered_file_and_applies_nothing(live_server,
     with app.app_context():
         assert db.session.scalar(select(Order.status).where(Order.order_no == lost["order_no"])) == "pending"
         assert reconciliation.bill_file(reconciliation.run_for(day.isoformat()))["hash_ok"] is False
+
+
+def test_a_refund_settling_after_the_bill_was_made_does_not_change_the_bill(live_server, shopper):
+    """A day's bill is made once (10:00 the next day): a refund of that day that settles after
+    the apply call still downloads as the very file whose hash the apply call gave."""
+    order = paid_order(shopper)
+    MerchantArea(live_server).refund(order["order_no"], "1.00")
+    [refund] = requests.get(f"{live_server.url}/sandbox/control/refunds",
+                            params={"out_trade_no": order["out_trade_no"]}, timeout=10).json()["refunds"]
+    day = beijing_today(live_server)
+    next_morning(live_server, day)
+    client = shop_client(live_server)
+    link = bills.apply_trade_bill(client, day, "ALL", gzip_file=False)
+    settled = requests.post(f"{live_server.url}/sandbox/control/refund",
+                            json={"out_refund_no": refund["out_refund_no"], "result": "SUCCESS"}, timeout=10)
+    assert settled.status_code in (200, 409), settled.text  # 409: it had settled on its own meanwhile
+    content = bills.download(client, link)  # raises BillError if the bytes changed since the hash
+    assert hashlib.sha1(content).hexdigest() == link.hash_value
+    assert any(row.is_refund for row in bills.parse_trade_bill(content).rows)
+    assert bills.download(client, bills.apply_trade_bill(client, day, "ALL", gzip_file=False)) == content

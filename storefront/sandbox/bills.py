@@ -117,6 +117,15 @@ def _discount_refund(refund: SandboxRefund, txn: SandboxTransaction) -> int:
     return refund.amount_refund * coupon // refund.amount_total
 
 
+def _refund_as_billed(refund: SandboxRefund, generated_at: datetime) -> tuple[str, datetime | None]:
+    """A refund's status and success time as the bill shows them: as they stood when the day's
+    bill was generated (10:00 the next day). A refund that settles later stays PROCESSING in that
+    bill, so a bill never changes once it exists and its hash holds for every download."""
+    if refund.status == "SUCCESS" and (refund.success_time is None or refund.success_time > generated_at):
+        return "PROCESSING", None
+    return refund.status, refund.success_time
+
+
 def trade_rows(platform: Platform, day: date, bill_type: str) -> tuple[list[list[str]], dict[str, int]]:
     """The bill's detail lines (unprefixed fields) and its totals in fen."""
     start, end = day_bounds(day)
@@ -151,15 +160,16 @@ def trade_rows(platform: Platform, day: date, bill_type: str) -> tuple[list[list
             txn = platform.find(mchid, refund.out_trade_no)
             if txn is None:
                 continue
+            status, settled_at = _refund_as_billed(refund, end + AVAILABLE_FROM)
             settlement_refund = refund.amount_refund - _discount_refund(refund, txn)
             fee = -fee_of(settlement_refund, rate_bp)  # the fee on the refunded part comes back
             head = [beijing_text(refund.created_at), txn.appid, txn.mchid, "0", "", txn.transaction_id,
                     txn.out_trade_no, txn.payer_openid or "", txn.trade_type, "REFUND", txn.bank_type or "OTHERS",
                     "CNY", "0.00", "0.00"]
             if bill_type == "REFUND":
-                head += [beijing_text(refund.created_at), beijing_text(refund.success_time)]
+                head += [beijing_text(refund.created_at), beijing_text(settled_at)]
             fields = head + [refund.refund_id, refund.out_refund_no, yuan(settlement_refund), "0.00", "ORIGINAL",
-                             refund.status, txn.description, txn.attach or "", fee_yuan(fee), rate_text(rate_bp),
+                             status, txn.description, txn.attach or "", fee_yuan(fee), rate_text(rate_bp),
                              "0.00", yuan(refund.amount_refund), ""]
             rows.append((refund.created_at, fields))
             totals["refund"] += settlement_refund
