@@ -35,6 +35,7 @@ translations-update: $(VENV)/.runtime
 		--ignore-pot-creation-date
 
 run: init
+	@$(PY) -m flask --app wsgi banner --host $(HOST) --port $(PORT)
 	PORT=$(PORT) SCHEDULER_INTERVAL_SECONDS=60 $(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT) --with-threads --no-reload --no-debugger
 
 # Four gunicorn workers against PostgreSQL (the machine's local server by default).

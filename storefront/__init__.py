@@ -113,6 +113,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         PORT=5000,
         FLOW_RETENTION_DAYS=30,  # the flow record of an order is kept this long
         FLOW_MAX_FIELD_CHARS=16000,  # size bound of each text field of one recorded message
+        # Send the session cookie only when the session changed: a page polling beside the checkout
+        # would otherwise answer each poll with its older copy and overwrite a newer one.
+        SESSION_REFRESH_EACH_REQUEST=False,
         # Going live (docs/going-live.md): bounded input, limits, sessions, metrics.
         MAX_CONTENT_LENGTH=64 * 1024,  # WeChat Pay's notifications are 1-2 KB: 413 beyond this
         RATELIMIT_ENABLED=True,

@@ -63,6 +63,7 @@ class Product(db.Model):
 
 class Order(db.Model):
     __tablename__ = "orders"  # ORDER is an SQL keyword
+    __table_args__ = (Index("ix_orders_owner_idempotency_key", "owner", "idempotency_key", unique=True),)
     id: Mapped[int] = mapped_column(primary_key=True)
     order_no: Mapped[str] = mapped_column(String(32), unique=True)
     owner: Mapped[str] = mapped_column(String(64), index=True)  # the browser session's shopper id
@@ -79,6 +80,8 @@ class Order(db.Model):
     # fen refunded to the payer so far (SUCCESS refunds of the order's payment); status stays
     # "paid" while 0 < amount_refunded < amount_total, and becomes "refunded" at the total.
     amount_refunded: Mapped[int] = mapped_column(default=0)
+    # The buy form's one-time key: a second submit of the same form finds this order (docs/lifecycle.md).
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
 
     payments: Mapped[list[Payment]] = relationship(
         back_populates="order", order_by="Payment.id.desc()", lazy="selectin"
@@ -193,6 +196,8 @@ class ProtocolMessage(db.Model):
     error: Mapped[str] = mapped_column(String(300), default="")
     elapsed_ms: Mapped[int | None]
     truncated: Mapped[bool] = mapped_column(default=False)  # a field was cut to the size bound
+    # A WeChat login (jscode2session) made before any order: the shopper whose next order adopts it.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
 
     @property
     def fields(self) -> dict:
@@ -245,6 +250,22 @@ class ProtocolMessage(db.Model):
             return self.verify_serial
         headers = self.request_headers if self.direction == "in" else self.response_headers
         return next((v for k, v in headers.items() if k.lower() == "wechatpay-serial"), None)
+
+
+class OAuthState(db.Model):
+    """One pending web-OAuth authorization: its CSRF ``state``, used once, kept server-side.
+
+    Not in the session cookie: a page polling beside the checkout would answer with an older
+    cookie and overwrite it (docs/jsapi.md).
+    """
+
+    __tablename__ = "oauth_states"
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))  # the shopper id of the session that asked
+    next_url: Mapped[str] = mapped_column(String(512), default="/")
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    used_at: Mapped[datetime | None]
 
 
 class RefundStatus(enum.StrEnum):

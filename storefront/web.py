@@ -67,6 +67,11 @@ def beijing(moment: datetime | None) -> str:
     return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def wechat_emulation() -> str | None:
+    """In simulator mode: ``"wechat"``/``"miniprogram"`` while this browser plays WeChat's (模拟微信内打开)."""
+    return request.environ.get("storefront.sandbox_wechat")
+
+
 def register(app: Flask) -> None:
     i18n.register(app)  # Flask-Babel: the reader's language, catalogues, {{ _() }} in templates
     app.jinja_env.filters["yuan"] = yuan
@@ -74,7 +79,10 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["sandbox_mode"] = bool(app.config["WECHATPAY_SANDBOX"])
     app.jinja_env.globals["_"] = _
+    app.jinja_env.globals["wechat_emulation"] = wechat_emulation
+    app.jinja_env.globals["idempotency_key"] = lambda: secrets.token_urlsafe(18)  # one per rendered form
     # The scene registry: pages name and offer the payment methods by lookup, not by a list of their own.
     app.jinja_env.globals["SCENES"] = scenes.SCENES
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+

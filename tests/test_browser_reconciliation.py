@@ -43,7 +43,7 @@ def test_the_merchant_reconciles_a_day_and_sees_what_was_applied_and_what_differ
         page = context.new_page()
         page.goto("/merchant/reconciliation")
         page.fill("input[name=password]", (Path(server.app.instance_path) / "merchant_password").read_text().strip())
-        page.locator("form button[type=submit]").click()
+        page.locator("#login").click()  # the login form's button (the banner has a form too)
         page.wait_for_url("**/merchant/reconciliation")
         page.fill("#reconcile-date", day.isoformat())
         page.click("#reconcile-submit")

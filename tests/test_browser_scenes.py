@@ -148,14 +148,22 @@ def test_wechat_in_app_jsapi_with_oauth_and_the_pay_sheet(open_context, live_ser
     expect(page.locator("#bridge-message")).to_contain_text("您已取消支付")
     assert order_status(page, order_no) == "pending"
 
-    # A failure in the sheet (balance): clear words, still payable.
+    # The sheet as WeChat's: 支付 first, the simulator's other outcomes in a secondary menu.
     page.locator("#jsapi-pay").click()
+    expect(page.locator("#wxsim-pay")).to_be_visible()
+    expect(page.locator("#wxsim-fail")).to_be_hidden()
+    # A failure in the sheet (balance): clear words, said once, still payable.
+    page.locator("#wxsim-other summary").click()
+    expect(page.locator("#wxsim-bank-error")).to_have_text("银行系统异常")  # the scan page's words
     page.locator("#wxsim-fail").click()
     expect(page.locator("#bridge-message")).to_contain_text("支付未完成")
+    message = page.locator("#bridge-message").inner_text()
+    assert message.count("支付方式") <= 1, message  # not "请更换支付方式…请换用其他支付方式"
     assert order_status(page, order_no) == "pending"
 
     # A bank error: the same, with the same clear words.
     page.locator("#jsapi-pay").click()
+    page.locator("#wxsim-other summary").click()
     page.locator("#wxsim-bank-error").click()
     expect(page.locator("#bridge-message")).to_contain_text("支付未完成")
     assert order_status(page, order_no) == "pending"
@@ -163,13 +171,16 @@ def test_wechat_in_app_jsapi_with_oauth_and_the_pay_sheet(open_context, live_ser
     # Still typing the password: no callback yet, and WeChat Pay's query says NOTPAY meanwhile
     # (USERPAYING is for payment-code orders); the sheet goes through after a moment by itself.
     page.locator("#jsapi-pay").click()
+    page.locator("#wxsim-other summary").click()
     page.locator("#wxsim-userpaying").click()
     expect(page.locator("#wxsim-note")).to_contain_text("支付处理中")
     assert order_status(page, order_no) == "pending"
 
-    # Pay (finishing from the password screen): :ok is only a hint, the page shows paid once
-    # the server confirms.
+    # Pay: 支付, then the 6-digit password (finishing from the password screen). :ok is only a
+    # hint, the page shows paid once the server confirms.
     page.locator("#wxsim-pay").click()
+    expect(page.locator("#wxsim-title")).to_have_text("请输入支付密码")
+    page.locator("#wxsim-password").fill("123456")
     expect(page.locator("#paid")).to_be_visible()
     snap(page, "S3-wechat-jsapi-paid")
     assert order_status(page, order_no) == "paid"

@@ -162,7 +162,7 @@ def test_javascript_strings_come_as_json_in_a_meta_tag_in_english_only(client):
     english = client.get("/?lang=en").get_data(as_text=True)
     block = re.search(r"<meta name=\"sf-i18n\" content='([^']*)'>", english).group(1)
     strings = json.loads(html.unescape(block))
-    assert strings["支付未完成"] == "Payment not completed" and set(strings) == set(i18n.JS_MESSAGES)
+    assert strings["支付未完成："] == "Payment not completed: " and set(strings) == set(i18n.JS_MESSAGES)
     # No inline script on the page (a Content-Security-Policy forbids them).
     for tag in re.findall(r"<script\b[^>]*>", english):
         assert "src=" in tag, tag

@@ -19,12 +19,50 @@
     return open;
   }
 
+  function stepIds() {
+    var ids = {};
+    body.querySelectorAll('#flow-steps > li').forEach(function (li) { ids[li.id] = true; });
+    return ids;
+  }
+
+  // The reader's own scrolling or clicking wins: no jump for a while after it.
+  var touched = 0;
+  ['wheel', 'touchstart', 'keydown', 'mousedown'].forEach(function (name) {
+    window.addEventListener(name, function () { touched = Date.now(); }, { passive: true });
+  });
+
+  // New steps: scroll this page (not the tour around it) to the first one and highlight them.
+  function highlight(before) {
+    var fresh = [];
+    body.querySelectorAll('#flow-steps > li').forEach(function (li) { if (!before[li.id]) fresh.push(li); });
+    if (!fresh.length) return;
+    fresh.forEach(function (li) {
+      li.classList.add('flow-step--new');
+      var row = body.querySelectorAll('.seq [data-step="' + li.id.replace(/^step-/, '') + '"]');
+      row.forEach(function (a) { a.classList.add('seq__row--new'); });
+    });
+    if (Date.now() - touched < 8000) return fadeLater(fresh);
+    var top = fresh[0].getBoundingClientRect().top + window.pageYOffset - 60;
+    var reduce = window.matchMedia && window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    window.scrollTo({ top: Math.max(top, 0), behavior: reduce ? 'auto' : 'smooth' });
+    fadeLater(fresh);
+  }
+
+  function fadeLater(fresh) {
+    setTimeout(function () {
+      fresh.forEach(function (li) { li.classList.remove('flow-step--new'); });
+      body.querySelectorAll('.seq__row--new').forEach(function (a) { a.classList.remove('seq__row--new'); });
+    }, 4000);
+  }
+
   function redraw() {
     return fetch(fragmentUrl, { credentials: 'same-origin', cache: 'no-store' })
       .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.text(); })
       .then(function (html) {
         var open = openSteps();
+        var before = stepIds();
         body.innerHTML = html;
+        highlight(before);
         body.querySelectorAll('details').forEach(function (d) {
           if (open[d.getAttribute('data-step')]) d.open = true;
         });

@@ -43,11 +43,18 @@
   // is wrapped before the page's own script calls it; the page's callback still runs.
   function wrapBridge() {
     var bridge = window.WeixinJSBridge;
-    if (!bridge || bridge.__storefrontFlow) return;
+    // The simulated mini program reports wx.requestPayment itself (miniprogram-sim.js).
+    if (!bridge || bridge.__storefrontFlow || document.getElementById('mp-sim')) return;
     try {
       var invoke = bridge.invoke;
       bridge.invoke = function (name, params, callback) {
         if (name !== 'getBrandWCPayRequest') return invoke.apply(this, arguments);
+        // What the page hands the app (paySign shortened: the full one is in the paySign step).
+        var shown = {};
+        Object.keys(params || {}).forEach(function (k) {
+          shown[k] = k === 'paySign' ? String(params[k]).slice(0, 16) + '…' : params[k];
+        });
+        report('bridge_invoke', JSON.stringify(shown));
         return invoke.call(this, name, params, function (res) {
           report('bridge_result', (res && res.err_msg) || '');
           if (callback) return callback.apply(this, arguments);

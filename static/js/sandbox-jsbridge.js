@@ -6,6 +6,13 @@
 
   if (window.WeixinJSBridge) return; // the real bridge is here: never shadow it
 
+  // Words shown before the simulator's labels arrive (a refusal): the page's language, from
+  // <meta name="sf-i18n" content="{JSON}"> (storefront/i18n.py, JS_MESSAGES); Chinese by default.
+  var pageWords = {};
+  var carried = document.querySelector('meta[name="sf-i18n"]');
+  try { pageWords = JSON.parse(carried ? carried.getAttribute('content') : '{}'); } catch (e) { /* Chinese */ }
+  function tr(text) { return pageWords[text] || text; }
+
   var script = document.currentScript;
   var base = script ? script.src.replace(/\/jsapi\/bridge\.js(\?.*)?$/, '') : '/sandbox';
   var OK = 'get_brand_wcpay_request:ok';
@@ -21,14 +28,21 @@
     '.wxsim-head{display:flex;align-items:center;justify-content:space-between;padding:14px 16px;font-size:15px}',
     '.wxsim-close{border:0;background:none;font-size:22px;line-height:1;color:#7f7f7f;cursor:pointer}',
     '.wxsim-merchant{margin:8px 0 0;text-align:center;font-size:15px}',
-    '.wxsim-desc{margin:4px 16px 0;text-align:center;font-size:13px;color:#7f7f7f}',
+    '.wxsim-desc{margin:4px 16px 0;text-align:center;font-size:13px;color:#595959}',
     '.wxsim-amount{margin:10px 0 18px;text-align:center;font-size:36px;font-weight:600}',
     '.wxsim-row{margin:0 16px;padding:12px 0;border-top:1px solid #e5e5e5;display:flex;justify-content:space-between;',
-    'font-size:14px;color:#7f7f7f}',
+    'font-size:14px;color:#595959}','.wxsim-row[hidden],.wxsim-btn[hidden],.wxsim-password[hidden]{display:none}',
     '.wxsim-btn{display:block;width:calc(100% - 32px);margin:12px 16px 0;padding:12px;border:0;border-radius:8px;',
     'font-size:17px;cursor:pointer}',
-    '.wxsim-pay{background:#07c160;color:#fff}.wxsim-fail{background:#fff;color:#fa5151;font-size:14px}',
-    '.wxsim-msg{margin:16px;text-align:center;font-size:15px}.wxsim-tag{text-align:center;font-size:11px;color:#aaa;',
+    '.wxsim-pay{background:#057a3c;color:#fff}.wxsim-title{font-weight:600}',
+    '.wxsim-password{margin:0 16px;text-align:center}.wxsim-password label{display:block;margin-top:6px}',
+    '.wxsim-pin{width:100%;max-width:300px;padding:10px;',
+    'font-size:28px;letter-spacing:.9em;text-align:center;border:1px solid #c8c8c8;border-radius:8px;',
+    'background:#fff;font-family:monospace}',
+    '.wxsim-other{margin:14px 16px 0;font-size:14px;color:#4c4c4c}.wxsim-other summary{cursor:pointer;',
+    'text-align:center;padding:6px}.wxsim-choice{display:block;width:100%;margin:6px 0 0;padding:10px;',
+    'border:0;border-radius:8px;background:#fff;color:#191919;font-size:14px;cursor:pointer}',
+    '.wxsim-msg{margin:16px;text-align:center;font-size:15px}.wxsim-tag{text-align:center;font-size:12px;color:#595959;',
     'margin-top:10px}'
   ].join('');
 
@@ -54,7 +68,7 @@
     return node;
   }
 
-  function sheet() {
+  function sheet(labels) {
     if (!document.getElementById('wxsim-style')) {
       var style = element('style');
       style.id = 'wxsim-style';
@@ -64,7 +78,7 @@
     var mask = element('div', 'wxsim-mask');
     mask.id = 'wxsim-sheet';
     mask.setAttribute('role', 'dialog');
-    mask.setAttribute('aria-label', '微信支付');
+    mask.setAttribute('aria-label', (labels && labels.title) || tr('微信支付'));
     var box = element('div', 'wxsim-sheet');
     mask.appendChild(box);
     document.body.appendChild(mask);
@@ -72,10 +86,11 @@
   }
 
   // A refusal the app shows before any sheet (bad paySign, stale prepay_id...): then :fail.
-  function refuse(message, callback) {
-    var ui = sheet();
+  function refuse(message, callback, labels) {
+    var t = labels || {};
+    var ui = sheet(t);
     ui.box.appendChild(element('p', 'wxsim-msg', message));
-    var ok = element('button', 'wxsim-btn wxsim-pay', '确定');
+    var ok = element('button', 'wxsim-btn wxsim-pay', t.ok || tr('确定'));
     ok.id = 'wxsim-refusal-ok';
     ok.type = 'button';
     ok.addEventListener('click', function () {
@@ -83,49 +98,74 @@
       callback({ err_msg: FAIL, err_desc: message });
     });
     ui.box.appendChild(ok);
-    ui.box.appendChild(element('p', 'wxsim-tag', '模拟器 · 非真实微信'));
+    ui.box.appendChild(element('p', 'wxsim-tag', t.tag || tr('模拟器 · 非真实微信')));
   }
 
+  // The sheet as WeChat shows it: amount and 支付 first; 支付 asks for the 6-digit password;
+  // the simulator's other outcomes sit in a secondary "模拟其他结果" menu, never beside 支付.
   function getBrandWCPayRequest(params, callback) {
     post('/jsapi/verify', { params: params }).then(function (info) {
-      if (info.err_msg) return refuse(info.message || '支付失败', callback);
-      var ui = sheet();
+      var t = info.labels || {};
+      if (info.err_msg) return refuse(info.message || t.failed || tr('支付失败'), callback, t);
+      var ui = sheet(t);
       var head = element('div', 'wxsim-head');
       var close = element('button', 'wxsim-close', '×');
       close.id = 'wxsim-cancel';
       close.type = 'button';
-      close.setAttribute('aria-label', '取消支付');
+      close.setAttribute('aria-label', t.cancel || '取消支付');
+      var title = element('span', 'wxsim-title', t.title || '微信支付');
+      title.id = 'wxsim-title';
       head.appendChild(close);
-      head.appendChild(element('span', null, '请输入支付密码'));
+      head.appendChild(title);
       head.appendChild(element('span', null, ''));
       ui.box.appendChild(head);
+      ui.mask.setAttribute('aria-labelledby', 'wxsim-title');
       ui.box.appendChild(element('p', 'wxsim-merchant', info.merchant_name));
       ui.box.appendChild(element('p', 'wxsim-desc', info.description));
       ui.box.appendChild(element('p', 'wxsim-amount', yuan(info.amount_total)));
       var row = element('div', 'wxsim-row');
-      row.appendChild(element('span', null, '付款方式'));
-      row.appendChild(element('span', null, '零钱（模拟）'));
+      row.appendChild(element('span', null, t.method || '付款方式'));
+      row.appendChild(element('span', null, t.balance || '零钱（模拟）'));
       ui.box.appendChild(row);
-      var pay = element('button', 'wxsim-btn wxsim-pay', '支付');
+      var pay = element('button', 'wxsim-btn wxsim-pay', t.pay || '支付');
       pay.id = 'wxsim-pay';
       pay.type = 'button';
-      var fail = element('button', 'wxsim-btn wxsim-fail', '模拟支付失败（余额不足）');
-      fail.id = 'wxsim-fail';
-      fail.type = 'button';
-      var bank = element('button', 'wxsim-btn wxsim-fail', '模拟支付失败（银行系统错误）');
-      bank.id = 'wxsim-bank-error';
-      bank.type = 'button';
-      var paying = element('button', 'wxsim-btn wxsim-fail', '模拟：正在输入密码（稍后完成支付）');
-      paying.id = 'wxsim-userpaying';
-      paying.type = 'button';
+      // The password step (hidden until 支付): six boxes, any six digits in the simulator.
+      var step = element('div', 'wxsim-password');
+      step.hidden = true;
+      var label = element('label', 'wxsim-desc', t.password_hint || '');
+      label.setAttribute('for', 'wxsim-password');
+      var input = element('input', 'wxsim-pin');
+      input.id = 'wxsim-password';
+      input.type = 'password';
+      input.inputMode = 'numeric';
+      input.autocomplete = 'off';
+      input.maxLength = 6;
+      input.pattern = '[0-9]*';
+      input.setAttribute('aria-label', t.password || '请输入支付密码');
+      step.appendChild(input);
+      step.appendChild(label);
+      var other = element('details', 'wxsim-other');
+      other.id = 'wxsim-other';
+      other.appendChild(element('summary', null, t.other || '模拟其他结果'));
+      function choice(id, text) {
+        var button = element('button', 'wxsim-choice', text);
+        button.id = id;
+        button.type = 'button';
+        other.appendChild(button);
+        return button;
+      }
+      var fail = choice('wxsim-fail', t.NOTENOUGH || '零钱余额不足');
+      var bank = choice('wxsim-bank-error', t.PAYERROR || '银行系统异常');
+      var paying = choice('wxsim-userpaying', t.USERPAYING || '停在输入密码（支付中）');
       var note = element('p', 'wxsim-desc', '');
       note.id = 'wxsim-note';
+      note.setAttribute('role', 'status');
       ui.box.appendChild(pay);
-      ui.box.appendChild(fail);
-      ui.box.appendChild(bank);
-      ui.box.appendChild(paying);
+      ui.box.appendChild(step);
       ui.box.appendChild(note);
-      ui.box.appendChild(element('p', 'wxsim-tag', '模拟器 · 非真实微信'));
+      ui.box.appendChild(other);
+      ui.box.appendChild(element('p', 'wxsim-tag', t.tag || '模拟器 · 非真实微信'));
 
       var done = false;
       function finish(result) {
@@ -135,26 +175,39 @@
         callback(result);
       }
       close.addEventListener('click', function () { finish({ err_msg: CANCEL }); });
+      function setBusy(busy) { pay.disabled = fail.disabled = bank.disabled = paying.disabled = input.disabled = busy; }
       function act(result) {
         if (done) return;
-        pay.disabled = fail.disabled = bank.disabled = paying.disabled = true;
+        setBusy(true);
         post('/jsapi/pay', { params: params, result: result }).then(function (answer) {
           if (answer.err_msg === OK) finish({ err_msg: OK });
           else if (answer.payer_typing) {
             // The payer is still typing the password: no callback yet; WeChat Pay's queries say
             // NOTPAY meanwhile (USERPAYING is for payment-code orders only). Then it goes through.
             note.textContent = answer.message || '';
-            pay.disabled = false;
+            setBusy(false);
+            input.value = '';
+            // ...and goes through by itself a moment later, as a payer finishing the password would.
             setTimeout(function () { act('SUCCESS'); }, PASSWORD_DELAY_MS);
           } else finish({ err_msg: FAIL, err_desc: answer.message || '' });
-        }, function () { finish({ err_msg: FAIL, err_desc: '网络异常' }); });
+        }, function () { finish({ err_msg: FAIL, err_desc: t.network || '网络异常' }); });
       }
-      pay.addEventListener('click', function () { act('SUCCESS'); });
+      pay.addEventListener('click', function () {
+        title.textContent = t.password || '请输入支付密码';
+        pay.hidden = true;
+        row.hidden = true;
+        step.hidden = false;
+        input.focus();
+      });
+      input.addEventListener('input', function () {
+        input.value = input.value.replace(/[^0-9]/g, '').slice(0, 6);
+        if (input.value.length === 6) act('SUCCESS');
+      });
       fail.addEventListener('click', function () { act('NOTENOUGH'); });
       bank.addEventListener('click', function () { act('PAYERROR'); });
       paying.addEventListener('click', function () { act('USERPAYING'); });
     }, function () {
-      callback({ err_msg: FAIL, err_desc: '网络异常' });
+      callback({ err_msg: FAIL, err_desc: tr('网络异常') });
     });
   }
 

@@ -92,8 +92,8 @@
     } else if (result === 'get_brand_wcpay_request:cancel') {
       say(t('您已取消支付，订单仍待支付，可以随时重新支付。'));
     } else {
-      say(t('支付未完成') + (res && res.err_desc ? t('：%s').replace('%s', res.err_desc) : '') +
-          t('。请重试，或换用其他支付方式。'));
+      // WeChat's own reason already says what to do ("请更换支付方式"): say it once, not twice.
+      say(res && res.err_desc ? t('支付未完成：') + res.err_desc : t('支付未完成。请重试，或换用其他支付方式。'));
     }
   }
 

@@ -81,7 +81,8 @@ def products():
 @bp.post("/orders")
 def create_order():
     data = _body()
-    order = orders.create_order(shopper_id(create=True), data.get("product_id"), data.get("quantity", 1))
+    order = orders.create_order(shopper_id(create=True), data.get("product_id"), data.get("quantity", 1),
+                                request.headers.get("Idempotency-Key"))
     return _order_json(order), 201
 
 

@@ -30,5 +30,6 @@ def buy(product_id: int):
         quantity = int(request.form.get("quantity", "1"))
     except ValueError:
         quantity = 0  # refused by the service with a clear message
-    order = orders.create_order(shopper_id(create=True), product_id, quantity)
+    order = orders.create_order(shopper_id(create=True), product_id, quantity,
+                                request.form.get("idempotency_key"))
     return redirect(url_for("checkout.pay", order_no=order.order_no), code=303)

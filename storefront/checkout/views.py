@@ -20,7 +20,8 @@ def chosen_method() -> str:
     """``?method=`` (or the start form's ``method``) when it names a page scene, else what the
     User-Agent says (WeChat Pay's "H5支付" and "JSAPI支付" product pages: which scene for which browser)."""
     override = request.args.get("method", "") or request.form.get("method", "")
-    if override in scenes.PAGE_METHODS:
+    # miniprogram: the page a mini program's web-view shows (the tour opens it in a desktop browser).
+    if override in scenes.PAGE_METHODS or override == scenes.PaymentMethod.MINIPROGRAM:
         return override
     return scenes.detect_method(request.user_agent.string)
 
@@ -39,7 +40,12 @@ def _scene_for(found: Order):
     assert scene is not None and scene.template is not None
     if scene.payer == "miniprogram":
         # A mini program web-view cannot pay: the mini program itself must (its template says so).
-        return None, render_template(scene.template, order=found, method=scene.method, **order_urls(found))
+        # In simulator mode the page also plays the mini program (wx.login, requestPayment) for a desktop.
+        mounted = endpoints.current()
+        return None, render_template(
+            scene.template, order=found, method=scene.method, **order_urls(found),
+            bridge_url=url_for(mounted.bridge_script) if mounted.bridge_script else "",
+            wx_login_url=mounted.mount + "/control/wx-login" if mounted.mount else "")
     context = scenes.Context(payer_client_ip=request.remote_addr or "")
     if scene.payer == "oauth":
         openid = identity.session_openid(scenes.jsapi_appid(scene.method))
@@ -47,7 +53,8 @@ def _scene_for(found: Order):
             # snsapi_base: WeChat answers with a code at once, the payer sees nothing.
             callback = gateway.shop_base_url() + url_for("oauth.callback")
             here = url_for("checkout.pay", order_no=found.order_no, method=scene.method)
-            return None, redirect(identity.start_authorization(callback, here), code=302)
+            return None, redirect(
+                identity.start_authorization(callback, here, shopper_id(create=True), found.id), code=302)
         context = scenes.Context(openid=openid)
     return (scene, context), None
 
@@ -111,6 +118,8 @@ def page_context(found: Order, payment: Payment, scene: scenes.Scene) -> dict[st
         "pay_again_url": url_for("checkout.pay", order_no=no, method=scene.method),
         "renew_url": url_for("checkout.renew", order_no=no),
         "payments_url": url_for("api.create_payment", order_no=no),
+        # A phone has a camera: the Native page's help must not ask about a computer's.
+        "on_phone": scenes.detect_method(request.user_agent.string) != "native",
     }
     if payment.code_url:
         values["qr_image_url"] = url_for("checkout.qr_image", order_no=no, out_trade_no=payment.out_trade_no)

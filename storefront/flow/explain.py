@@ -95,11 +95,11 @@ def explanation(kind: str) -> Explanation:
             "native", "2-qr", "shop", "browser"),
         "qr_expired": Explanation(
             _("二维码过期"),
-            _("倒计时结束：这一笔支付尝试不再可付，页面提示刷新二维码。"),
+            _("倒计时结束：这一笔支付尝试不再可付，页面自动请求新的二维码（连续自动更新几次后，改为等顾客点「刷新二维码」）。"),
             _("常见错误：不关单就生成新码，顾客用旧码付款后订单被付两次。"),
             "lifecycle", "expired-qr", "browser", "browser"),
         "qr_renew": Explanation(
-            _("刷新二维码"), _("顾客请求新的二维码：商户先关闭旧的支付尝试，再用新的 out_trade_no 下单。"),
+            _("二维码更新"), _("页面（或顾客）请求新的二维码：商户先关闭旧的支付尝试，再用新的 out_trade_no 下单。"),
             _("常见错误：沿用同一个 out_trade_no 但改了参数（如 time_expire），微信返回「商户订单号重复」。"),
             "lifecycle", "expired-qr", "browser", "shop"),
         "paid_shown": Explanation(
@@ -128,6 +128,41 @@ def explanation(kind: str) -> Explanation:
             _("顾客在微信 App 里输入密码完成付款。商户看不到这一步，时间取自微信支付返回的 success_time。"),
             _("常见错误：以为顾客付款后商户一定会收到通知；通知可能丢失，必须有主动查询兜底。"),
             "native", "3-pay", "app", "wechatpay"),
+        "oauth_authorize": Explanation(
+            _("网页授权：跳转 open.weixin.qq.com/connect/oauth2/authorize"),
+            _("JSAPI 需要顾客在本公众号下的 openid：商户把浏览器重定向到微信授权页，scope=snsapi_base 静默授权，state 是一次性的防 CSRF 随机串。"),
+            _("常见错误：redirect_uri 未 URL 编码或域名不在「网页授权域名」里（10003）；state 放在每次请求都会重写的会话 Cookie 里，被并发请求覆盖后报 state 无效。"),
+            "jsapi", "1-oauth-for-the-openid", "shop", "app"),
+        "oauth_callback": Explanation(
+            _("微信带 code 回到 redirect_uri"),
+            _("微信把浏览器送回商户，附带一次性的 code 和原样的 state；商户先核对 state 属于本顾客、未过期、未用过，再去换 openid。"),
+            _("常见错误：不校验 state（CSRF 可把别人的微信身份绑到顾客会话上）；同一个 code 用两次（40163 code been used）。"),
+            "jsapi", "1-oauth-for-the-openid", "app", "shop"),
+        "oauth_token": Explanation(
+            _("用 code 换 openid：GET api.weixin.qq.com/sns/oauth2/access_token"),
+            _("商户后台带 appid、appsecret 和 code 换取 openid；appsecret 只在服务器之间传递，这里已脱敏。"),
+            _("常见错误：在前端调用此接口而泄露 appsecret；把网页授权的 access_token 当成公众号的 access_token；忽略 HTTP 200 里的 errcode。"),
+            "jsapi", "1-oauth-for-the-openid", "shop", "wechatpay"),
+        "jscode2session": Explanation(
+            _("小程序登录：GET api.weixin.qq.com/sns/jscode2session"),
+            _("小程序 wx.login 拿到 code，商户后台带小程序的 appid 和 appsecret 换取 openid 和 session_key；session_key 绝不下发给前端，这里已脱敏。"),
+            _("常见错误：用公众号的 appid 换小程序的 code（40029 invalid code）；把 session_key 返回给小程序。"),
+            "miniprogram", "1-login", "shop", "wechatpay"),
+        "pay_sign": Explanation(
+            _("计算 paySign"),
+            _("后台用商户私钥对「appId、timeStamp、nonceStr、package」四行（每行以 \\n 结尾）做 RSA-SHA256 签名，得到 paySign，连同其余参数交给页面或小程序。"),
+            _("常见错误：package 写成 prepay_id 本身而不是「prepay_id=…」；少了最后一个换行；timeStamp 用毫秒或数字类型；appId 与下单时的 appid 不一致。"),
+            "jsapi", "2-prepay", "shop", "shop"),
+        "bridge_invoke": Explanation(
+            _("页面调起支付：WeixinJSBridge.invoke('getBrandWCPayRequest')"),
+            _("页面把后台给的六个参数原样交给微信客户端；客户端用商户公钥验证 paySign，再弹出支付窗口。"),
+            _("常见错误：参数名大小写写错（timeStamp、nonceStr）；在 WeixinJSBridgeReady 之前调用；在微信外的浏览器调用。"),
+            "jsapi", "3-bridge", "browser", "app"),
+        "requestpayment_invoke": Explanation(
+            _("小程序调起支付：wx.requestPayment"),
+            _("小程序把 timeStamp、nonceStr、package、signType、paySign 交给微信；appId 不传，由当前小程序隐含。"),
+            _("常见错误：签名时用了公众号的 appid；把 requestPayment:ok 当作已付款。"),
+            "miniprogram", "3-request-payment", "browser", "app"),
         "state": Explanation(
             _("订单状态变化"),
             _("订单状态只在状态机里以条件更新（UPDATE … WHERE status=…）改变，重复的通知和查询只有一个能成功。"),

@@ -26,6 +26,19 @@ CHECK_LABELS = {
     "amount": _l("金额与订单一致（通知 / 订单，单位：分）"),
     "outcome": _l("幂等入账并应答"),
 }
+# What a refusal is called, by the check that failed (never "验签失败" for an old timestamp).
+REFUSAL_LABELS = {
+    "headers": _l("签名头缺失"),
+    "serial": _l("证书序列号未知"),
+    "timestamp": _l("时间戳超出 5 分钟"),
+    "signature": _l("验签失败"),
+    "decrypt": _l("解密失败"),
+    "mchid": _l("商户号不符"),
+    "appid": _l("AppID 不符"),
+    "trade_state": _l("交易状态不是 SUCCESS"),
+    "amount": _l("金额不符"),
+}
+LOGIN_KINDS = ("oauth_token", "jscode2session")
 STATUS_LABELS = {"pending": _l("待支付"), "paid": _l("已支付"), "closed": _l("已关闭"), "refunded": _l("已退款")}
 CAUSE_LABELS = {"shopper": _l("顾客"), "notify": _l("支付通知"), "query": _l("主动查询"), "job": _l("定时任务"),
                 "bill": _l("对账")}
@@ -38,6 +51,7 @@ class Section:
     label: str
     text: str
     signed: bool = False  # a canonical string: show its line ends
+    raw: str = ""  # the body byte for byte, shown beside ``text`` (its pretty form) when they differ
 
 
 @dataclass
@@ -61,6 +75,7 @@ class Step:
     verification: str = "none"
     verify_serial: str | None = None
     repeat: int = 1
+    refusal: str = ""  # the failed check's name, for a refused notification
 
     @property
     def at_text(self) -> str:
@@ -74,10 +89,10 @@ class Step:
             "origin": self.origin, "out_trade_no": self.out_trade_no, "answer": self.answer,
             "signed_message": self.signed_message, "verify_message": self.verify_message,
             "verification": self.verification, "verify_serial": self.verify_serial, "checks": self.checks,
-            "repeat": self.repeat,
+            "repeat": self.repeat, "refusal": self.refusal,
             "explain": {"purpose": self.explain.purpose, "pitfall": self.explain.pitfall,
                         "doc": self.explain.doc, "anchor": self.explain.anchor},
-            "sections": [{"label": s.label, "text": s.text} for s in self.sections],
+            "sections": [{"label": s.label, "text": s.text, "raw": s.raw} for s in self.sections],
         }
 
 
@@ -92,18 +107,26 @@ def _pretty(body: str) -> str:
         return body
 
 
-def _trade_state(body: str) -> str | None:
+def _trade_state(body: str, field: str = "trade_state") -> str | None:
     try:
-        value = json.loads(body).get("trade_state")
+        value = json.loads(body).get(field)
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
 
 
+def _body_section(label: str, head: str, body: str) -> Section:
+    """A message with its body pretty-printed, and the exact bytes beside it when they differ."""
+    pretty = _pretty(body) if body else ""
+    return Section(label, head + (f"\n\n{pretty}" if body else ""), raw=body if body and pretty != body else "")
+
+
 def _api_step(message: ProtocolMessage) -> Step:
     info = explanation(message.kind)
     ok = message.status is not None and message.status < 300 and message.verification != "failed"
-    state = _trade_state(message.response_body)
+    refund_kind = message.kind in ("refund", "refund_query")
+    # A refund's answer names its state "status" (PROCESSING, SUCCESS...), a payment's "trade_state".
+    state = _trade_state(message.response_body, "status" if refund_kind else "trade_state")
     status = str(message.status) if message.status is not None else _("无应答")
     answer = status + (f" {state}" if state else "")
     if message.verification == "passed":
@@ -112,22 +135,33 @@ def _api_step(message: ProtocolMessage) -> Step:
         answer += " ✗"
     verify = flowlog.verify_message(message)
     path = (message.title.split(" ", 1)[1] if " " in message.title else message.title).split("?", 1)[0]
+    login = message.kind in LOGIN_KINDS
+    request_line = f"{message.method} {message.url}" if login and message.url else message.title
     sections = [
-        Section(_("请求"), f"{message.title}\n{_headers_text(flowlog.shown_request_headers(message))}"
+        Section(_("请求"), request_line
+                + (f"\n{_headers_text(flowlog.shown_request_headers(message))}" if not login else "")
                 + (f"\n\n{message.request_body}" if message.request_body else "")),
-        Section(_("签名串（商户用私钥签名的原文）"), flowlog.signed_message(message), signed=True),
-        Section(_("应答"), f"HTTP {status}\n{_headers_text(message.response_headers)}"
-                + (f"\n\n{_pretty(message.response_body)}" if message.response_body else "")),
     ]
+    signed = "" if login else flowlog.signed_message(message)
+    if signed:
+        sections.append(Section(_("签名串（商户用私钥签名的原文）"), signed, signed=True))
+    sections.append(_body_section(_("应答"), f"HTTP {status}\n{_headers_text(message.response_headers)}",
+                                  message.response_body))
     if verify:
         sections.append(Section(_("验签串（微信支付签名的原文）"), verify, signed=True))
     if message.error:
         sections.append(Section(_("错误"), message.error))
+    if message.kind == "refund_query":
+        label = _("查询退款")
+    elif message.kind == "refund":
+        label = _("申请退款")
+    else:
+        label = f"{message.method} {path.rsplit('/', 1)[-1] if message.kind != 'query' else 'query'}"
     return Step(
         id=f"m{message.id}", at=message.at, kind=message.kind, source=info.source, target=info.target,
-        title=info.title, label=f"{message.method} {path.rsplit('/', 1)[-1] if message.kind != 'query' else 'query'}",
+        title=info.title, label=label,
         explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no, answer=answer,
-        sections=sections, signed_message=flowlog.signed_message(message), verify_message=verify,
+        sections=sections, signed_message=signed, verify_message=verify,
         verification=message.verification, verify_serial=message.verified_serial,
     )
 
@@ -139,9 +173,11 @@ def _notify_step(message: ProtocolMessage) -> Step:
     for check in checks:
         check["label"] = CHECK_LABELS.get(check.get("name"), check.get("name", ""))
     ok = message.status is not None and message.status < 300
+    failed = next((c.get("name") for c in checks if c.get("ok") is False and c.get("name") != "outcome"), None)
+    refusal = REFUSAL_LABELS.get(failed, "") if failed else ""
     sections = [
-        Section(_("通知请求"), f"{message.title}\n{_headers_text(message.request_headers)}\n\n"
-                + _pretty(flowlog.shown_request_body(message))),
+        _body_section(_("通知请求"), f"{message.title}\n{_headers_text(message.request_headers)}",
+                      flowlog.shown_request_body(message)),
         Section(_("验签串（微信支付签名的原文）"), verify, signed=True),
     ]
     decrypted = flowlog.decrypted_resource(message)
@@ -149,12 +185,14 @@ def _notify_step(message: ProtocolMessage) -> Step:
         sections.append(Section(_("解密后的 resource"), decrypted))
     sections.append(Section(_("商户应答"), f"HTTP {message.status}" + (f"\n\n{message.response_body}"
                                                                       if message.response_body else "")))
+    title = info.title if not refusal else _("%(title)s · 被拒绝：%(check)s", title=info.title, check=refusal)
     return Step(
         id=f"m{message.id}", at=message.at, kind=message.kind, source="wechatpay", target="shop",
-        title=info.title, label="TRANSACTION.SUCCESS" if message.kind == "notify_payment" else message.kind,
+        title=title, refusal=refusal,
+        label="TRANSACTION.SUCCESS" if message.kind == "notify_payment" else message.kind,
         explain=info, ok=ok, origin=message.origin, out_trade_no=message.out_trade_no,
-        answer=f"{message.status}" + (" ✓" if ok else " FAIL"), sections=sections, checks=checks,
-        verify_message=verify, verification=message.verification,
+        answer=f"{message.status}" + (" ✓" if ok else f" ✗ {refusal}" if refusal else " FAIL"),
+        sections=sections, checks=checks, verify_message=verify, verification=message.verification,
         verify_serial=message.verified_serial,
     )
 
@@ -170,20 +208,55 @@ def _browser_step(message: ProtocolMessage) -> Step:
     )
 
 
-def _state_step(event) -> Step:
+def _event_name(event, first_refund_events: set[int]) -> str:
+    """What an event that leaves the status as it was is called: 退款申请, 二维码更新..."""
+    if event.id in first_refund_events:
+        return _("退款申请")
+    note = event.note or ""
+    for mark in ("：", ": ", "（", "("):
+        note = note.split(mark, 1)[0]
+    return note.strip() or _("记录")
+
+
+def _note_step(message: ProtocolMessage) -> Step:
+    """A step the shop took on its own: the OAuth redirect, the state check, paySign."""
+    info = explanation(message.kind)
+    sections = [Section(_("详情"), message.request_body or "—")]
+    signed = message.fields.get("signed_note") or ""
+    if signed:
+        sections.append(Section(_("签名串（商户用私钥签名的原文）"), signed, signed=True))
+    labels = {"oauth_authorize": "302 authorize", "oauth_callback": "code + state", "pay_sign": "paySign"}
+    return Step(
+        id=f"m{message.id}", at=message.at, kind=message.kind, source=info.source, target=info.target,
+        title=flowlog.SHOP_NOTES.get(message.kind, message.title), label=labels.get(message.kind, message.kind),
+        explain=info, ok=message.verification != "failed", origin=message.origin,
+        out_trade_no=message.out_trade_no, sections=sections, signed_message=signed,
+    )
+
+
+def _state_step(event, first_refund_events: frozenset[int] | set[int] = frozenset()) -> Step:
     created = not event.from_status
     info = explanation("order_created" if created else "state")
     source_label = STATUS_LABELS.get(event.from_status, event.from_status)
     target_label = STATUS_LABELS.get(event.to_status, event.to_status)
-    move = target_label if created else f"{source_label} → {target_label}"
-    text = f"{move}\n" + _("原因：%(cause)s", cause=CAUSE_LABELS.get(event.cause, event.cause))
+    same = not created and event.from_status == event.to_status
+    if created:
+        move = target_label
+    elif same:
+        move = _event_name(event, first_refund_events)
+    else:
+        move = f"{source_label} → {target_label}"
+    text = f"{move}\n"
+    if same:
+        text += _("订单状态不变：%(s)s", s=target_label) + "\n"
+    text += _("原因：%(cause)s", cause=CAUSE_LABELS.get(event.cause, event.cause))
     if event.note:
         text += f"\n{translate_data(event.note)}"
     if event.wechat_ref:
         text += f"\n{event.wechat_ref}"
     return Step(
         id=f"e{event.id}", at=event.at, kind="order_created" if created else "state", source=info.source,
-        target=info.target, title=info.title if created else _("%(title)s：%(move)s", title=info.title, move=move),
+        target=info.target, title=info.title if created else (move if same else _("%(title)s：%(move)s", title=info.title, move=move)),
         label=_("下单") if created else move, explain=info, ok=True, origin=event.cause,
         sections=[Section(_("状态机记录"), text)],
     )
@@ -214,6 +287,8 @@ def build(order: Order, messages: list[ProtocolMessage]) -> list[Step]:
             step = _api_step(message)
         elif message.direction == "in":
             step = _notify_step(message)
+        elif message.direction == "shop":
+            step = _note_step(message)
         else:
             step = _browser_step(message)
         success_time = None if payer_shown else _success_time(message)
@@ -230,8 +305,15 @@ def build(order: Order, messages: list[ProtocolMessage]) -> list[Step]:
                                   + _("商户看不到顾客在微信里的操作；这一步由微信支付返回的 success_time 推断。"))],
             ))
         steps.append(step)
+    refund_numbers = {refund.out_refund_no for refund in order.refunds}
+    first_refund_events: set[int] = set()
+    seen: set[str] = set()
     for event in order.events:
-        steps.append(_state_step(event))
+        if event.wechat_ref in refund_numbers and event.wechat_ref not in seen:
+            seen.add(event.wechat_ref)
+            first_refund_events.add(event.id)
+    for event in order.events:
+        steps.append(_state_step(event, first_refund_events))
     order_of = {"order_created": 0}
     steps.sort(key=lambda s: (s.at, order_of.get(s.kind, 1)))
     return _fold(steps)

@@ -40,29 +40,29 @@ def scenes() -> list[Scene]:
     return [
         Scene("native", _("Native 扫码支付（电脑）"),
               _("电脑浏览器里展示二维码，顾客用微信扫一扫付款。"),
-              (_("左边是商店的收银台：二维码和倒计时。右边是这笔订单的支付流程，实时更新。"),
-               _("点「在模拟器中打开扫码页」，在新标签页里点「立即支付」，看右边依次出现：微信支付通知、验签、解密、核对金额、入账。"),
+              (_("左边是商店的收银台：二维码和倒计时。右边是这笔订单的支付流程，新的一步出现时会滚动到它并高亮。"),
+               _("点「打开扫码页」（顾客扫码后在微信里看到的页面），在新标签页里点「立即支付」；或直接点「模拟顾客付款」。看右边依次出现：微信支付通知、验签、解密、核对金额、入账。"),
                _("展开任何一步，查看原始报文、签名串和验签结果。")),
               "native"),
         Scene("h5", _("H5 支付（手机浏览器）"),
               _("手机浏览器（微信外）下单，跳转到微信支付收银台，付款后回到商户页面。"),
               (_("商户后台带着顾客真实 IP 调用 H5 下单接口，拿到 h5_url。"),
-               _("页面跳转到 h5_url（带 redirect_url），微信 App 完成付款后返回。"),
+               _("点「前往微信支付收银台」：收银台在新标签页打开（微信的收银台不允许被嵌入），页面跳转到 h5_url（带 redirect_url），付款后回到商户的结果页。"),
                _("返回页不能直接判定成功：以通知或查询为准。")),
               "h5"),
         Scene("jsapi", _("JSAPI 支付（微信内网页）"),
               _("在微信内置浏览器里，通过网页授权拿到 openid，再调起 WeixinJSBridge 付款。"),
-              (_("JSAPI 只在微信内置浏览器里可用：把浏览器的 User-Agent 设成含 MicroMessenger（开发者工具的设备模拟），再打开左边的商店页；否则授权页会拒绝。"),
-               _("OAuth 拿到 openid（snsapi_base 静默授权）。"),
-               _("JSAPI 下单拿到 prepay_id，后台计算 paySign。"),
-               _("页面调用 getBrandWCPayRequest；:ok 只是前端结果，以通知或查询为准。")),
+              (_("JSAPI 只在微信内置浏览器里可用：点「模拟微信内打开」，模拟器让这个浏览器的请求带上微信的 User-Agent 标记，不用改任何浏览器设置。"),
+               _("网页授权（snsapi_base 静默授权）：右边依次记录跳转授权页、带 code 回来并核对 state、用 code 换 openid（appsecret 已脱敏）。"),
+               _("JSAPI 下单拿到 prepay_id，后台计算 paySign：右边可看到四行签名串。"),
+               _("点「立即支付」：页面调用 getBrandWCPayRequest，在模拟的支付窗口里输入 6 位密码。:ok 只是前端结果，以通知或查询为准。")),
               "jsapi"),
         Scene("miniprogram", _("小程序支付"),
               _("小程序里 wx.login 换 openid，后台用小程序 appid 下单并签名，小程序调用 wx.requestPayment。"),
-              (_("小程序没有网页收银台：左边显示订单，用 README 里的示例小程序（或 POST /api/miniprogram/login 与 POST /api/orders/<order_no>/payments {\"method\": \"miniprogram\"}）付款，右边照样实时记录。"),
-               _("code2session 换取 openid（session_key 永远不离开后台）。"),
-               _("JSAPI 下单（小程序 appid），后台返回 paySign 等参数。"),
-               _("wx.requestPayment 成功后，向后台确认真实状态。")),
+              (_("小程序没有网页收银台：左边是小程序 web-view 看到的页面。点「在模拟的小程序中支付」，它依次做小程序代码会做的事（真实的小程序见 README 的示例代码）。"),
+               _("wx.login 的 code 由后台经 jscode2session 换成 openid：session_key 永远不离开后台，右边已脱敏。"),
+               _("JSAPI 下单（小程序 appid），后台计算 paySign，小程序调用 wx.requestPayment。"),
+               _("requestPayment:ok 之后，向后台确认真实状态。")),
               "miniprogram"),
     ]
 
@@ -108,7 +108,7 @@ def start(scene: str):
     """A fresh order of the first product for this session, then the split view."""
     _scene(scene)
     product_id = db.session.scalar(select(Product.id).where(Product.active).order_by(Product.id).limit(1))
-    order = orders.create_order(shopper_id(create=True), product_id, 1)
+    order = orders.create_order(shopper_id(create=True), product_id, 1, request.form.get("idempotency_key"))
     return redirect(url_for("learn.tour_order", scene=scene, order_no=order.order_no), code=303)
 
 
@@ -116,9 +116,9 @@ def start(scene: str):
 def tour_order(scene: str, order_no: str):
     found = _scene(scene)
     order = orders.owned_order(order_no, shopper_id())
-    # A mini program has no web checkout: the shop frame shows the order while the app pays.
-    shop_url = (url_for("checkout.order", order_no=order_no) if scene == "miniprogram"
-                else url_for("checkout.pay", order_no=order_no, method=scene))
+    # A mini program has no web checkout: the shop frame shows what its web-view would, with
+    # (in simulator mode) a stand-in for the mini program's own code.
+    shop_url = url_for("checkout.pay", order_no=order_no, method=scene)
     return render_template(
         "learn/tour_order.html", scene=found, order=order, shop_url=shop_url,
         flow_url=url_for("flow.inspector", order_no=order_no, embed=1),

@@ -23,6 +23,5 @@ def login():
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ShopError("INVALID_JSON", _("请求体须为 JSON 对象"))
-    openid = identity.mini_program_login(data.get("code"))
-    shopper_id(create=True)
+    openid = identity.mini_program_login(data.get("code"), shopper_id(create=True))
     return {"openid": openid}

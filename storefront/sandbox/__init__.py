@@ -31,6 +31,9 @@ def register(app: Flask) -> Mounted:
     app.extensions["sandbox"] = state
     app.register_blueprint(assemble(), url_prefix=MOUNT)
     install_log_redaction()
+    from .wechat_browser import WeChatBrowserEmulation
+
+    app.wsgi_app = WeChatBrowserEmulation(app.wsgi_app)  # type: ignore[method-assign]  # 模拟微信内打开
     from .notifier import oldest_pending_seconds
 
     app.extensions["sandbox_oldest_pending_seconds"] = oldest_pending_seconds  # for the shop's /metrics

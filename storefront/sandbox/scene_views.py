@@ -16,7 +16,7 @@ from flask import current_app, redirect, render_template, request, send_from_dir
 from ..i18n import N_, _
 from ..web import check_csrf
 from ..wechatpay.oauth import redact_query_secrets_in
-from . import scenes
+from . import scenes, wechat_browser
 from .blueprints import api, control, payer
 from .http import RESULT_MESSAGES, json_body, signed_api
 from .scenes import BridgeRefusal, LoginFailure
@@ -131,12 +131,29 @@ def h5_pay():
 # -- WeChat login: open.weixin.qq.com and api.weixin.qq.com ------------------------------------
 
 
+@control.post("/control/wechat-browser")
+def wechat_browser_switch():
+    """「模拟微信内打开」 on (``mode=wechat`` / ``miniprogram``) or off, for this browser; then back."""
+    check_csrf()
+    mode = request.form.get("mode", "off")
+    target = request.form.get("next") or "/"
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"  # only ever back into this site
+    response = redirect(target, code=303)
+    if mode in wechat_browser.MODES:
+        response.set_cookie(wechat_browser.COOKIE, mode, max_age=30 * 24 * 3600, httponly=True, samesite="Lax")
+    else:
+        response.delete_cookie(wechat_browser.COOKIE)
+    return response
+
+
 @payer.get("/connect/oauth2/authorize")
 def oauth_authorize():
     """``snsapi_base`` asks nothing: straight back to ``redirect_uri`` with a one-time code."""
     args = request.args
     if "micromessenger" not in request.user_agent.string.lower():
-        return _wechat_page(N_("请在微信客户端打开链接"), 403)
+        return render_template("sandbox/wechat_notice.html", message=_("请在微信客户端打开链接"), code=None,
+                               offer_emulation=True), 403
     appid = args.get("appid", "")
     if _apps().get(appid, {}).get("type") != "official_account":
         return _wechat_page(N_("该公众号不存在或 appid 无效"), 400, "10016")
@@ -217,7 +234,19 @@ def bridge_verify():
         return {"err_msg": "get_brand_wcpay_request:fail", "code": exc.code, "message": exc.message}, 400
     return {"merchant_name": (platform.merchant_for(txn.mchid) or platform.merchant).name,
             "description": txn.description,
-            "amount_total": txn.amount_total, "trade_state": txn.trade_state, "expired": platform.expired(txn)}
+            "amount_total": txn.amount_total, "trade_state": txn.trade_state, "expired": platform.expired(txn),
+            "labels": sheet_labels()}
+
+
+def sheet_labels() -> dict[str, str]:
+    """The pay sheet's words: the same labels as the scan page and the H5 cashier."""
+    return {
+        "title": _("微信支付"), "method": _("付款方式"), "balance": _("零钱（模拟）"), "pay": _("支付"),
+        "password": _("请输入支付密码"), "password_hint": _("模拟器：输入任意 6 位数字即完成支付"),
+        "other": _("模拟其他结果"), "NOTENOUGH": _("零钱余额不足"), "PAYERROR": _("银行系统异常"),
+        "USERPAYING": _("停在输入密码（支付中）"), "cancel": _("取消支付"), "ok": _("确定"),
+        "tag": _("模拟器 · 非真实微信"), "network": _("网络异常"), "failed": _("支付失败"),
+    }
 
 
 @payer.post("/jsapi/pay")

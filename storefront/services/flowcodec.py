@@ -100,6 +100,8 @@ FIELDS = {
     "resource_plain": "rp", "cipher_at": "ca", "cipher_head": "ch",
     # The first characters of the shop's own request signature, cut from Authorization (``fold_signature``).
     "signature_head": "sg",
+    # A string the shop signed that is no API call (paySign's four lines): a "shop" step's own.
+    "signed_note": "sn",
 }
 HEAD_CHARS = 8  # of a removed signature or ciphertext: proves a rebuilt one is the same
 

@@ -72,6 +72,14 @@ BROWSER_EVENTS = {
     "h5_returned": _l("从 H5 收银台返回"),
     "bridge_result": _l("微信客户端返回支付结果"),
     "requestpayment_result": _l("小程序返回支付结果"),
+    "bridge_invoke": _l("页面调起 getBrandWCPayRequest"),
+    "requestpayment_invoke": _l("小程序调用 wx.requestPayment"),
+}
+# Steps the shop notes itself, that are not a call to WeChat Pay (direction "shop").
+SHOP_NOTES = {
+    "oauth_authorize": _l("跳转微信网页授权（snsapi_base）"),
+    "oauth_callback": _l("微信带 code 回到商户，商户核对 state"),
+    "pay_sign": _l("商户后台计算 paySign"),
 }
 MAX_BROWSER_EVENTS_PER_ORDER = 200
 MAX_DETAIL_CHARS = 300
@@ -149,6 +157,8 @@ def _failed(values: Mapping[str, Any]) -> bool:
     if values.get("direction") == "browser":
         return values.get("kind") in ("bridge_result", "requestpayment_result") \
             and ":ok" not in (values.get("request_body") or "")
+    if values.get("direction") == "shop":  # a step the shop noted itself (OAuth, paySign): no HTTP status
+        return values.get("verification") == "failed"
     status = values.get("status")
     return status is None or status >= 300 or values.get("verification") == "failed" or bool(values.get("error"))
 
@@ -768,6 +778,67 @@ def record_browser_event(order_id: int, event: str, out_trade_no: str | None, de
         "origin": "browser",
         "request_body": detail[:MAX_DETAIL_CHARS],
     })
+
+
+def record_note(kind: str, order_id: int | None, detail: str, *, signed_message: str = "",
+                out_trade_no: str | None = None, ok: bool = True) -> None:
+    """Record a step the shop took that is not an API call (the OAuth redirect, paySign)."""
+    if order_id is None:
+        return
+    recorder().record({
+        "order_id": order_id,
+        "out_trade_no": out_trade_no,
+        "at": utcnow(),
+        "direction": "shop",
+        "kind": kind,
+        "title": str(SHOP_NOTES[kind]),
+        "origin": recorder().origin(),
+        "request_body": detail,
+        "signed_note": signed_message,
+        "verification": "passed" if ok else "failed",
+    })
+
+
+def record_login_exchange(kind: str, exchange: Any, order_id: int | None = None, owner: str | None = None) -> None:
+    """Record one ``sns`` call (``oauth_token`` or ``jscode2session``), appsecret and tokens redacted.
+
+    A mini program logs in before it has an order: then the message waits, under the shopper
+    (``owner``), for the first order that pays with it (``adopt_logins``).
+    """
+    path = exchange.url.split("?", 1)[0]
+    path = path[path.find("/sns/"):] if "/sns/" in path else path
+    recorder().record({
+        "order_id": order_id,
+        "owner": None if order_id is not None else owner,
+        "at": utcnow() - timedelta(milliseconds=exchange.elapsed_ms),
+        "direction": "out",
+        "kind": kind,
+        "title": f"GET {path}",
+        "origin": recorder().origin(),
+        "method": "GET",
+        "url": exchange.url,
+        "status": exchange.status,
+        "request_headers": {},
+        "request_body": "",
+        "response_headers": exchange.response_headers,
+        "response_body": exchange.response_body,
+        "error": exchange.error,
+        "elapsed_ms": round(exchange.elapsed_ms),
+    })
+
+
+def adopt_logins(order_id: int, owner: str, within: timedelta = timedelta(hours=2)) -> None:
+    """Link the shopper's waiting login messages (jscode2session) to the order that uses them."""
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(
+                ProtocolMessage.__table__.update()
+                .where(ProtocolMessage.owner == owner, ProtocolMessage.order_id.is_(None),
+                       ProtocolMessage.at > utcnow() - within)
+                .values(order_id=order_id, owner=None)
+            )
+    except Exception:  # the record never fails a payment
+        log.warning("login messages not linked to order %s", order_id, exc_info=True)
 
 
 def browser_event_count(order_id: int) -> int:

@@ -9,17 +9,23 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
+from datetime import timedelta
 
 from flask import current_app, session
+from sqlalchemy import delete, select, update
 
 from .. import endpoints, gateway
 from ..errors import ShopError
+from ..extensions import db
 from ..i18n import _
+from ..models import OAuthState, utcnow
 from ..wechatpay.errors import TransportError, WeChatPayError
 from ..wechatpay.oauth import OAuthClient, OAuthError, authorize_url
+from . import flowlog
 
 SESSION_OPENIDS = "wechat_openids"  # {appid: openid}
-SESSION_STATE = "wechat_oauth"  # {"state", "next"}: one pending authorization per session
+STATE_LIFETIME = timedelta(minutes=10)  # an authorize page left open longer starts again
+STATE_KEPT = timedelta(days=1)  # used and stale states are deleted after this
 _lock = threading.Lock()
 
 
@@ -59,29 +65,63 @@ def _remember(appid: str, openid: str) -> None:
     session[SESSION_OPENIDS] = found
 
 
-def start_authorization(redirect_uri: str, next_url: str) -> str:
-    """The authorize URL for ``snsapi_base``, with a fresh one-time CSRF ``state``."""
+def start_authorization(redirect_uri: str, next_url: str, owner: str, order_id: int | None = None) -> str:
+    """The authorize URL for ``snsapi_base``, with a fresh one-time CSRF ``state``.
+
+    The state lives in the shop's database, bound to the shopper, not in the session cookie:
+    every answer to a page polling beside the checkout would re-send an older cookie and
+    overwrite it (docs/jsapi.md, "state").
+    """
     state = secrets.token_hex(16)  # [a-zA-Z0-9], <= 128 bytes, as WeChat requires
-    session[SESSION_STATE] = {"state": state, "next": next_url}
-    return authorize_url(gateway.gateway().credentials.appid, redirect_uri, state, base=oauth_base())
+    now = utcnow()
+    db.session.execute(delete(OAuthState).where(OAuthState.created_at < now - STATE_KEPT))
+    db.session.add(OAuthState(state=state, owner=owner, next_url=next_url[:512], order_id=order_id,
+                              created_at=now))
+    db.session.commit()
+    url = authorize_url(gateway.gateway().credentials.appid, redirect_uri, state, base=oauth_base())
+    flowlog.record_note("oauth_authorize", order_id, "302 Location: " + url + "\n\n" + _(
+        "state 是一次性的防 CSRF 随机串，保存在商户数据库里（绑定当前顾客），不放在会被轮询覆盖的会话 Cookie 中。"))
+    return url
 
 
-def finish_authorization(code: str | None, state: str | None) -> str:
+def _use_state(state: str | None, owner: str | None) -> OAuthState | None:
+    """Mark a live state of this shopper used (a conditional update: one winner); None if none."""
+    if not state or not owner or len(state) > 64:
+        return None
+    used = db.session.execute(
+        update(OAuthState)
+        .where(OAuthState.state == str(state), OAuthState.owner == owner, OAuthState.used_at.is_(None),
+               OAuthState.created_at > utcnow() - STATE_LIFETIME)
+        .values(used_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    if not used:
+        return None
+    found = db.session.scalar(select(OAuthState).where(OAuthState.state == str(state)))
+    db.session.commit()  # a read: end it, so the flow record writes on its own (SQLite's one writer)
+    return found
+
+
+def finish_authorization(code: str | None, state: str | None, owner: str | None) -> str:
     """Check ``state``, exchange ``code``, keep the openid. Returns where to go next.
 
     :raise IdentityError: forged or replayed state, missing/invalid/used code, WeChat unreachable.
     """
-    pending = session.pop(SESSION_STATE, None)  # one use, whatever happens next
-    expected = pending.get("state") if isinstance(pending, dict) else None
-    if not expected or not state or not hmac.compare_digest(str(state), str(expected)):
+    pending = _use_state(state, owner)  # one use, whatever happens next
+    if pending is None:
         raise IdentityError("OAUTH_STATE_INVALID", _("授权请求无效或已过期，请返回订单重新发起支付"), 400)
+    flowlog.record_note("oauth_callback", pending.order_id, _(
+        "GET /oauth/wechat/callback?code=…&state=%(s)s\nstate ✓ 属于本顾客、未过期、未使用过（已作废）\ncode %(c)s",
+        s=pending.state, c=_("已收到，5 分钟内有效且只能用一次") if code else _("缺失：用户未授权")))
     if not code:
         raise IdentityError("OAUTH_DENIED", _("未获得微信授权，无法使用微信内支付"), 400)
     creds = gateway.gateway().credentials
     if not creds.appsecret:
         raise IdentityError("APPSECRET_MISSING", _("商户未配置 WECHATPAY_APPSECRET"), 500)
     try:
-        identity = _client().exchange_code(creds.appid, creds.appsecret, code)
+        identity = _client().exchange_code(
+            creds.appid, creds.appsecret, code,
+            observer=lambda exchange: flowlog.record_login_exchange("oauth_token", exchange, order_id=pending.order_id))
     except OAuthError as exc:
         current_app.logger.warning("OAuth code exchange refused: errcode %s", exc.errcode)
         raise IdentityError(f"WECHAT_{exc.errcode}", _("微信授权失败（%(c)s）：%(m)s", c=exc.errcode, m=exc.errmsg),
@@ -89,10 +129,10 @@ def finish_authorization(code: str | None, state: str | None) -> str:
     except (TransportError, WeChatPayError):
         raise IdentityError("WECHAT_UNAVAILABLE", _("暂时无法连接微信，请稍后再试"), 503) from None
     _remember(creds.appid, identity.openid)
-    return str(pending.get("next") or "/")
+    return pending.next_url or "/"
 
 
-def mini_program_login(code: object) -> str:
+def mini_program_login(code: object, owner: str | None = None) -> str:
     """Exchange a ``wx.login`` code for the openid; keep it in the session. session_key is dropped.
 
     :raise IdentityError:
@@ -103,7 +143,9 @@ def mini_program_login(code: object) -> str:
     if not creds.miniprogram_appsecret:
         raise IdentityError("APPSECRET_MISSING", _("商户未配置 WECHATPAY_MINIPROGRAM_APPSECRET"), 500)
     try:
-        login = _client().jscode2session(creds.miniprogram_appid, creds.miniprogram_appsecret, code)
+        login = _client().jscode2session(
+            creds.miniprogram_appid, creds.miniprogram_appsecret, code,
+            observer=lambda exchange: flowlog.record_login_exchange("jscode2session", exchange, owner=owner))
     except OAuthError as exc:
         current_app.logger.warning("jscode2session refused: errcode %s", exc.errcode)
         raise IdentityError(f"WECHAT_{exc.errcode}", _("微信登录失败（%(c)s）：%(m)s", c=exc.errcode, m=exc.errmsg),

@@ -66,8 +66,17 @@ def new_order_no() -> str:
     return f"SF{local}{secrets.randbelow(10**6):06d}"
 
 
-def create_order(owner: str, product_id: object, quantity: object) -> Order:
-    """A pending order at the database's price. :raise OrderError: bad product or quantity."""
+def create_order(owner: str, product_id: object, quantity: object, idempotency_key: object = None) -> Order:
+    """A pending order at the database's price. :raise OrderError: bad product or quantity.
+
+    ``idempotency_key`` (the buy form's one-time key, or the API's ``Idempotency-Key``): a second
+    request with the same key from the same shopper gets the first order, never a second one.
+    """
+    key = _idempotency_key(idempotency_key)
+    if key:
+        earlier = _order_by_key(owner, key)
+        if earlier is not None:
+            return earlier
     if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
         raise OrderError("INVALID_QUANTITY", _("购买数量须为 1 到 %(n)s 之间的整数", n=MAX_QUANTITY))
     if not isinstance(product_id, int) or isinstance(product_id, bool):
@@ -84,12 +93,33 @@ def create_order(owner: str, product_id: object, quantity: object) -> Order:
         unit_price=product.price_total,
         amount_total=product.price_total * quantity,
         status=OrderStatus.PENDING,
+        idempotency_key=key,
     )
     db.session.add(order)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # The same key racing in on another thread or worker: the unique index let one through.
+        db.session.rollback()
+        earlier = _order_by_key(owner, key) if key else None
+        if earlier is None:
+            raise
+        return earlier
     record_event(order.id, None, "", OrderStatus.PENDING, "shopper", _("下单"))
     db.session.commit()
     return order
+
+
+def _idempotency_key(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not 8 <= len(value) <= 64 or not value.isascii() or not value.isprintable():
+        raise OrderError("INVALID_IDEMPOTENCY_KEY", _("幂等键须为 8 到 64 个可打印 ASCII 字符"))
+    return value
+
+
+def _order_by_key(owner: str, key: str) -> Order | None:
+    return db.session.scalar(select(Order).where(Order.owner == owner, Order.idempotency_key == key))
 
 
 def owned_order(order_no: str, owner: str | None) -> Order:

@@ -32,7 +32,7 @@ def describe(order: Order) -> str:
     return text[:127]
 
 
-def close_at_wechat(payment: Payment, cause: str) -> bool:
+def close_at_wechat(payment: Payment, cause: str, note: str = "") -> bool:
     """Close one attempt at WeChat Pay, then locally. False if it turned out to be paid."""
     out_trade_no = payment.out_trade_no
     try:
@@ -45,16 +45,23 @@ def close_at_wechat(payment: Payment, cause: str) -> bool:
         # closed there (another job run, or a crash before the local close): finish locally.
         if exc.code not in ("ORDER_NOT_EXIST", "ORDER_CLOSED"):
             raise
-    orders.close_payment(payment.id, cause)
+    orders.close_payment(payment.id, cause, note)
     return True
 
 
-def close_open_attempts(order: Order, cause: str, open_attempts: list[Payment] | None = None) -> None:
+def close_open_attempts(order: Order, cause: str, open_attempts: list[Payment] | None = None,
+                        renewal: bool = False) -> None:
     """Close every open attempt of the order (``open_attempts``, if the caller has just loaded
-    them). :raise OrderError: ``ORDERPAID`` if one was paid."""
+    them). :raise OrderError: ``ORDERPAID`` if one was paid.
+
+    ``renewal``: a new QR code replaces a Native one; the order's record says so (二维码更新).
+    """
     for payment in orders.open_payments(order.id) if open_attempts is None else open_attempts:
+        note = ""
+        if renewal and payment.method == "native":
+            note = _("二维码更新：关闭旧的支付尝试 %(no)s，再用新的商户单号下单", no=payment.out_trade_no)
         try:
-            closed = close_at_wechat(payment, cause)
+            closed = close_at_wechat(payment, cause, note)
         except WeChatPayError as exc:
             raise wechat.unavailable() from exc
         if not closed:

@@ -10,6 +10,7 @@ WeChat Pay documents: "Native下单", "H5下单", "JSAPI下单", "JSAPI调起支
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from ..i18n import N_, _
 from ..models import Order, Payment, utcnow
 from ..wechatpay import APIError, Client, WeChatPayError
 from ..wechatpay.times import format_time
-from . import orders, payments, wechat
+from . import flowlog, orders, payments, wechat
 from .orders import OrderError
 from .wechat import PaymentError
 
@@ -98,11 +99,15 @@ def start_attempt(order: Order, scene: Scene, context: Context) -> Payment:
     reusable = orders.reusable_among(known, scene.method)
     if reusable is not None and scene.reusable(reusable, context):
         return scene.refresh(reusable, order)
-    payments.close_open_attempts(order, "shopper", [p for p in known if p.is_open])
+    # A Native attempt closed here has expired: the new one is a renewal (二维码更新).
+    payments.close_open_attempts(order, "shopper", [p for p in known if p.is_open],
+                                 renewal=scene.method == PaymentMethod.NATIVE)
     config = current_app.config
     payment = orders.start_payment(order, scene.method, config["PAYMENT_TTL_SECONDS"],
                                    config["MAX_ATTEMPTS_PER_ORDER"], count=len(known))
     description = describe(order)
+    if scene.method == PaymentMethod.MINIPROGRAM:
+        flowlog.adopt_logins(order.id, order.owner)  # the wx.login exchange that gave this openid
     try:
         issued = scene.prepay(wechat.client(), payment, description, context)
     except APIError as exc:
@@ -138,7 +143,7 @@ def pay_native(order: Order) -> Payment:
 
 def renew_native(order: Order) -> Payment:
     """A fresh QR code: close the current attempt at WeChat Pay first, then start a new one."""
-    payments.close_open_attempts(order, "shopper")
+    payments.close_open_attempts(order, "shopper", renewal=True)
     return pay_native(order)
 
 
@@ -268,7 +273,13 @@ def pay_params(payment: Payment) -> dict[str, str]:
     """``appId/timeStamp/nonceStr/package/signType/paySign`` for the bridge or wx.requestPayment."""
     if not payment.prepay_id:
         raise OrderError("NO_PREPAY_ID", _("该支付尝试不是 JSAPI 支付"), 409)
-    return gateway.client().pay_params(payment.prepay_id, payment.appid)
+    params = gateway.client().pay_params(payment.prepay_id, payment.appid)
+    signed = f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n"
+    order_id, out_trade_no = payment.order_id, payment.out_trade_no
+    db.session.commit()  # a read: end it, so the record writes on its own connection (SQLite: one writer)
+    flowlog.record_note("pay_sign", order_id, json.dumps(params, ensure_ascii=False, indent=2),
+                        signed_message=signed, out_trade_no=out_trade_no)
+    return params
 
 
 # -- the registry ---------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -52,6 +54,22 @@ class OAuthError(WeChatPayError):
         super().__init__(f"errcode {errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
+
+
+@dataclass(frozen=True)
+class OAuthExchange:
+    """One ``sns`` call as it crossed the wire, for an observer (the flow record redacts it)."""
+
+    method: str
+    url: str  # with the query string, appsecret included: the observer must redact it
+    status: int | None
+    response_headers: dict[str, str]
+    response_body: str
+    elapsed_ms: float
+    error: str = ""
+
+
+Observer = Callable[[OAuthExchange], None]
 
 
 @dataclass(frozen=True)
@@ -102,14 +120,22 @@ class OAuthClient:
         self._session = session or requests.Session()
         redact_query_secrets_in("urllib3.connectionpool")  # it logs request URLs at DEBUG
 
-    def _get(self, path: str, params: dict[str, str]) -> dict:
+    def _get(self, path: str, params: dict[str, str], observer: Observer | None = None) -> dict:
+        started = time.monotonic()
+        url = self.api_base + path + "?" + urlencode(params)
         try:
             answer = self._session.get(self.api_base + path, params=params, timeout=self.timeout,
                                        allow_redirects=False)
         except requests.RequestException as exc:
+            if observer is not None:
+                observer(OAuthExchange("GET", url, None, {}, "", (time.monotonic() - started) * 1000,
+                                       exc.__class__.__name__))
             # The URL carries the secret: name only the path and the exception class.
             raise TransportError(f"GET {path}: {exc.__class__.__name__}") from None
         log.info("wechat GET %s -> %s", path, answer.status_code)
+        if observer is not None:
+            observer(OAuthExchange("GET", url, answer.status_code, dict(answer.headers), answer.text,
+                                   (time.monotonic() - started) * 1000))
         try:
             data = answer.json()
         except ValueError:
@@ -123,17 +149,18 @@ class OAuthClient:
             raise TransportError(f"GET {path}: HTTP {answer.status_code} without an openid")
         return data
 
-    def exchange_code(self, appid: str, secret: str, code: str) -> OAuthIdentity:
+    def exchange_code(self, appid: str, secret: str, code: str, observer: Observer | None = None) -> OAuthIdentity:
         """``sns/oauth2/access_token``: the payer's openid under ``appid``. :raise OAuthError:"""
         data = self._get("/sns/oauth2/access_token", {
             "appid": appid, "secret": secret, "code": code, "grant_type": "authorization_code",
-        })
+        }, observer)
         return OAuthIdentity(openid=data["openid"], scope=str(data.get("scope", "")), unionid=data.get("unionid"))
 
-    def jscode2session(self, appid: str, secret: str, js_code: str) -> MiniProgramSession:
+    def jscode2session(self, appid: str, secret: str, js_code: str,
+                       observer: Observer | None = None) -> MiniProgramSession:
         """``sns/jscode2session``: a ``wx.login`` code to openid (+ session_key). :raise OAuthError:"""
         data = self._get("/sns/jscode2session", {
             "appid": appid, "secret": secret, "js_code": js_code, "grant_type": "authorization_code",
-        })
+        }, observer)
         return MiniProgramSession(openid=data["openid"], session_key=str(data.get("session_key", "")),
                                   unionid=data.get("unionid"))
