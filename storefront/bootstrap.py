@@ -17,20 +17,21 @@ from sqlalchemy import inspect, select
 
 from . import instance_files
 from .extensions import db
+from .i18n import N_
 from .instance_files import private_dir as _private_dir
 from .instance_files import write_secret as _write_secret
 from .models import Product
 
-# (sku, name, description, price in fen)
+# (sku, name, description, price in fen). N_: the pages show them in the reader's language.
 DEMO_CATALOG = [
-    ("coffee-beans", "云南小粒咖啡豆 500g", "保山高海拔产区阿拉比卡，中深烘焙，坚果与可可风味。", 8800),
-    ("longjing-tea", "西湖龙井明前茶 250g", "狮峰山明前采摘，豆香清雅，罐装密封。", 26800),
-    ("porcelain-cup", "景德镇青花瓷茶杯", "手绘缠枝莲纹，容量 120ml，釉下彩不含铅。", 12900),
-    ("bamboo-basket", "手工竹编收纳篮", "安吉毛竹手工编织，透气耐用，适合收纳果蔬与杂物。", 5900),
-    ("silk-bookmark", "苏绣真丝书签", "苏州绣娘手工刺绣，桑蚕丝面料，附流苏。", 3900),
-    ("zisha-teapot", "宜兴紫砂壶", "原矿紫泥，容量 200ml，出水顺畅。", 39900),
-    ("canvas-tote", "纯棉印花帆布袋", "12 安加厚帆布，内置口袋，可机洗。", 4500),
-    ("wuchang-rice", "五常稻花香大米 5kg", "黑龙江五常产区当季新米，真空包装。", 9900),
+    ("coffee-beans", N_("云南小粒咖啡豆 500g"), N_("保山高海拔产区阿拉比卡，中深烘焙，坚果与可可风味。"), 8800),
+    ("longjing-tea", N_("西湖龙井明前茶 250g"), N_("狮峰山明前采摘，豆香清雅，罐装密封。"), 26800),
+    ("porcelain-cup", N_("景德镇青花瓷茶杯"), N_("手绘缠枝莲纹，容量 120ml，釉下彩不含铅。"), 12900),
+    ("bamboo-basket", N_("手工竹编收纳篮"), N_("安吉毛竹手工编织，透气耐用，适合收纳果蔬与杂物。"), 5900),
+    ("silk-bookmark", N_("苏绣真丝书签"), N_("苏州绣娘手工刺绣，桑蚕丝面料，附流苏。"), 3900),
+    ("zisha-teapot", N_("宜兴紫砂壶"), N_("原矿紫泥，容量 200ml，出水顺畅。"), 39900),
+    ("canvas-tote", N_("纯棉印花帆布袋"), N_("12 安加厚帆布，内置口袋，可机洗。"), 4500),
+    ("wuchang-rice", N_("五常稻花香大米 5kg"), N_("黑龙江五常产区当季新米，真空包装。"), 9900),
 ]
 
 

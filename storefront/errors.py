@@ -6,6 +6,7 @@ from flask import Flask, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .i18n import _
+from .i18n import lazy as _l
 
 
 class ShopError(Exception):
@@ -45,12 +46,12 @@ def _answer(status: int, code: str, message: str):
 
 
 HTTP_MESSAGES = {
-    400: _("请求有误"),
-    403: _("没有权限"),
-    404: _("页面不存在"),
-    405: _("不支持该请求方法"),
-    413: _("请求内容过大"),
-    429: _("请求过于频繁，请稍后再试"),
+    400: _l("请求有误"),
+    403: _l("没有权限"),
+    404: _l("页面不存在"),
+    405: _l("不支持该请求方法"),
+    413: _l("请求内容过大"),
+    429: _l("请求过于频繁，请稍后再试"),
 }
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
 from .extensions import db
-from .i18n import _
+from .i18n import lazy as _l
 from .services import flowcodec
 
 
@@ -32,17 +32,17 @@ class PaymentStatus(enum.StrEnum):
 OPEN_PAYMENT_STATUSES = (PaymentStatus.CREATED, PaymentStatus.NOTPAY)
 
 ORDER_LABELS = {
-    OrderStatus.PENDING: _("待支付"),
-    OrderStatus.PAID: _("已支付"),
-    OrderStatus.CLOSED: _("已关闭"),
-    OrderStatus.REFUNDED: _("已退款"),
+    OrderStatus.PENDING: _l("待支付"),
+    OrderStatus.PAID: _l("已支付"),
+    OrderStatus.CLOSED: _l("已关闭"),
+    OrderStatus.REFUNDED: _l("已退款"),
 }
 PAYMENT_LABELS = {
-    PaymentStatus.CREATED: _("创建中"),
-    PaymentStatus.NOTPAY: _("待支付"),
-    PaymentStatus.PAID: _("已支付"),
-    PaymentStatus.CLOSED: _("已关闭"),
-    PaymentStatus.FAILED: _("创建失败"),
+    PaymentStatus.CREATED: _l("创建中"),
+    PaymentStatus.NOTPAY: _l("待支付"),
+    PaymentStatus.PAID: _l("已支付"),
+    PaymentStatus.CLOSED: _l("已关闭"),
+    PaymentStatus.FAILED: _l("创建失败"),
 }
 
 
@@ -277,11 +277,11 @@ class RefundStatus(enum.StrEnum):
 
 
 REFUND_LABELS = {
-    RefundStatus.PENDING: _("退款处理中"),
-    RefundStatus.SUCCESS: _("退款成功"),
-    RefundStatus.ABNORMAL: _("退款异常"),
-    RefundStatus.CLOSED: _("退款关闭"),
-    RefundStatus.FAILED: _("退款申请失败"),
+    RefundStatus.PENDING: _l("退款处理中"),
+    RefundStatus.SUCCESS: _l("退款成功"),
+    RefundStatus.ABNORMAL: _l("退款异常"),
+    RefundStatus.CLOSED: _l("退款关闭"),
+    RefundStatus.FAILED: _l("退款申请失败"),
 }
 
 

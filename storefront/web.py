@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from flask import Flask, Request, Response, abort, has_request_context, request, session
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
+from . import i18n
 from .i18n import _
 from .services import scenes
 from .wechatpay.times import BEIJING
@@ -130,8 +131,7 @@ def wechat_emulation() -> str | None:
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.add_extension("jinja2.ext.i18n")
-    app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    i18n.register(app)  # Flask-Babel: the reader's language, catalogues, {{ _() }} in templates
     app.jinja_env.filters["yuan"] = yuan
     app.jinja_env.filters["beijing"] = beijing
     app.jinja_env.globals["csrf_token"] = csrf_token

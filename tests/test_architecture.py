@@ -1,4 +1,4 @@
-"""The module boundaries docs/scenes.md lists, checked on the source: no import cycle, no
+"""The module boundaries docs/en/scenes.md lists, checked on the source: no import cycle, no
 private-name import, services free of ``flask.request``, the simulator behind one seam."""
 
 from __future__ import annotations

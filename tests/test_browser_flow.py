@@ -2,16 +2,20 @@
 
 Playwright drives Debian's Chromium against a live shop + simulator. Screenshots go to
 ``test-artifacts/``; with ``DOCS_SCREENSHOTS=1`` (``make docs-screenshots``) the ones the docs
-show are also written to ``docs/img/``, so the docs never show a stale page.
+show are also written to ``docs/img/``, so the docs never show a stale page. ``DOCS_LANG=en`` runs
+the same tests with an English browser (screenshots to ``docs/img/en/``, for docs/en/).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from babel.support import NullTranslations, Translations
 
 from conftest import LiveServer, wait_for
 
@@ -19,8 +23,25 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-DOCS_IMG = ROOT / "docs" / "img"
-DESKTOP = {"viewport": {"width": 1280, "height": 900}, "locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
+# The browser's language (Accept-Language): zh-CN, or en for the English docs' screenshots.
+LANG = os.environ.get("DOCS_LANG", "zh-CN")
+DOCS_IMG = ROOT / "docs" / "img" / ("en" if LANG == "en" else "")
+DESKTOP = {"viewport": {"width": 1280, "height": 900}, "locale": LANG, "timezone_id": "Asia/Shanghai"}
+_CATALOGUE = (Translations.load(str(ROOT / "storefront" / "translations"), ["en"]) if LANG == "en"
+              else NullTranslations())
+
+
+def tr(text: str) -> str:
+    """A page text the test expects, in the language of this run (the shop's own catalogue)."""
+    return _CATALOGUE.gettext(text)
+
+
+def require_cjk_fonts() -> None:
+    """Docs screenshots without a CJK font would show every Chinese glyph as a box."""
+    listed = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True,
+                            check=False).stdout if shutil.which("fc-list") else ""
+    if not listed.strip():
+        pytest.fail("no CJK font (fc-list :lang=zh is empty): install fonts-noto-cjk before taking docs screenshots")
 TIMEOUT_MS = 10_000
 # Every step of a Native payment, in the order they happen (active queries may come between).
 NATIVE_STEPS = ["order_created", "prepay_native", "qr_shown", "payer_paid", "notify_payment", "state"]
@@ -38,6 +59,7 @@ def shoot(target, name: str, *, docs: bool = False) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     target.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     if docs and os.environ.get("DOCS_SCREENSHOTS") == "1":
+        require_cjk_fonts()
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         target.screenshot(path=str(DOCS_IMG / f"{name}.png"))
 
@@ -90,7 +112,7 @@ def test_pay_and_find_every_step_in_the_inspector(browser, server):
     shop.locator("#paid").wait_for(state="visible")
 
     inspector.locator("#flow-steps > li[data-kind=notify_payment]").wait_for()
-    inspector.locator("#flow-status", has_text="已支付").wait_for()
+    inspector.locator("#flow-status", has_text=tr("已支付")).wait_for()
     inspector.locator("#flow-steps > li[data-kind=paid_shown]").wait_for()  # the page's last report
     kinds = step_kinds(inspector)
     assert is_subsequence(NATIVE_STEPS[:4], kinds), kinds
@@ -107,7 +129,7 @@ def test_pay_and_find_every_step_in_the_inspector(browser, server):
         if kind not in ("prepay_native", "query", "notify_payment"):
             continue
         signed = [canonical(text) for text in item.locator("pre[data-section=signed]").all_text_contents()]
-        assert "验签通过" in item.text_content() and "PUB_KEY_ID_" in item.text_content()
+        assert tr("验签通过") in item.text_content() and "PUB_KEY_ID_" in item.text_content()
         if kind == "prepay_native":
             assert signed[0].startswith("POST\n/v3/pay/transactions/native\n"), signed
             assert '"code_url"' in signed[1]
@@ -174,7 +196,7 @@ def tour_failure_paths(browser, server) -> None:
 
     # A lost callback: the checkout page's poll makes the shop query, and the query finds it.
     page.locator("[data-fault=drop]").click()
-    flow.locator("#flow-status", has_text="已支付").wait_for()
+    flow.locator("#flow-status", has_text=tr("已支付")).wait_for()
     kinds = flow.locator("#flow-steps > li").evaluate_all("items => items.map(i => i.dataset.kind)")
     assert is_subsequence(["prepay_native", "notify_payment", "payer_paid", "query", "state"], kinds), kinds
     assert kinds.count("notify_payment") == 1  # only the refused one: the real one was dropped
@@ -211,7 +233,7 @@ def test_expired_qr_is_renewed_and_recorded(browser, make_app):
         live.stop()
 
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "locale": "zh-CN",
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "locale": LANG,
          "timezone_id": "Asia/Shanghai",
          "user_agent": ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
                         "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")}
@@ -229,14 +251,14 @@ def test_h5_payment_shows_the_redirect_and_the_return(browser, server):
     flow = context.new_page()
     flow.goto(f"/orders/{order_no}/flow")
     flow.locator("#flow-steps > li[data-kind=h5_returned]").wait_for()
-    flow.locator("#flow-status", has_text="已支付").wait_for()
+    flow.locator("#flow-status", has_text=tr("已支付")).wait_for()
     kinds = step_kinds(flow)
     assert is_subsequence(["order_created", "prepay_h5", "h5_redirect", "payer_paid"], kinds), kinds
     assert "state" in kinds[kinds.index("payer_paid"):], kinds
     prepay = flow.locator("#flow-steps > li[data-kind=prepay_h5]")
     signed = canonical(prepay.locator("pre[data-section=signed]").first.text_content())
     assert signed.startswith("POST\n/v3/pay/transactions/h5\n") and '"payer_client_ip"' in signed
-    assert "验签通过" in prepay.text_content()
+    assert tr("验签通过") in prepay.text_content()
     context.close()
 
 

@@ -2,7 +2,7 @@
 from the console, and the report with a failed signature's two strings side by side.
 
 With ``DOCS_SCREENSHOTS=1`` (``make docs-screenshots``) the page and the report are written to
-``docs/img/`` for docs/test-your-backend.md.
+``docs/img/`` for docs/zh/test-your-backend.md (``DOCS_LANG=en``: ``docs/img/en/``, for docs/en/).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import pytest
 import requests
-from test_browser_flow import new_context, shoot
+from test_browser_flow import new_context, shoot, tr
 
 from conftest import module_server
 from merchant_backends import Backend
@@ -55,9 +55,9 @@ def test_console_runs_the_grader_and_shows_the_report(browser, shop):
         assert page.locator("tr.call-row", has_text="missing_trailing_newline").count() == 1
         shoot(page, "test-backend", docs=True)
 
-        row.get_by_role("button", name="运行检查").click()
+        row.get_by_role("button", name=tr("运行检查")).click()
         page.wait_for_url("**/backends/reports/*")
-        assert "未通过" in page.locator(".verdict").inner_text()
+        assert tr("未通过") in page.locator(".verdict").inner_text()
         failure = page.locator("section.failure#requests_signed")
         assert "missing_trailing_newline" in failure.inner_text()
         assert failure.locator("mark.diff").count() == 2  # the difference, marked on each side

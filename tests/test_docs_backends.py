@@ -1,4 +1,4 @@
-"""The two minimal backends of docs/test-your-backend.md, run as written, pass the grader.
+"""The two minimal backends of docs/en/test-your-backend.md, run as written, pass the grader.
 
 Each example is taken from the page itself (the fenced block after its ``<!-- example: … -->``
 marker), started as a real server with a kit from ``sandbox-kit``, asked to create an order,
@@ -22,7 +22,7 @@ from conftest import module_server, wait_for
 from node_sdk import node_modules
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "test-your-backend.md"
+DOC = ROOT / "docs" / "en" / "test-your-backend.md"  # the same code blocks as docs/zh/
 
 
 def example(name: str) -> str:

@@ -288,29 +288,35 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_docs_images_exist_and_every_explanation_links_to_a_real_section(client):
-    """Screenshots referenced by the docs exist (``make docs-screenshots`` writes them)."""
+    """In each language: screenshots referenced by the docs exist (``make docs-screenshots`` writes
+    them) and are served; every step's explanation links to a page and section that exist."""
     import re
 
     from storefront.flow.explain import explanation
 
-    pages = sorted(DOCS.glob("*.md"))
-    assert {p.stem for p in pages} >= {"native", "h5", "jsapi", "miniprogram", "signatures", "notifications",
-                                       "lifecycle"}
-    images = {m for p in pages for m in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", p.read_text())}
-    assert images, "the docs show screenshots"
-    for image in images:
-        assert (DOCS / image).is_file(), f"{image} is missing: run make docs-screenshots"
-        answer = client.get(f"/docs/{image}")
-        answer.close()  # a file response: close it, or its file stays open
-        assert answer.status_code == 200
     kinds = ["order_created", "prepay_native", "prepay_h5", "prepay_jsapi", "query", "close", "refund",
              "notify_payment", "qr_shown", "qr_expired", "bridge_result", "requestpayment_result", "payer_paid",
              "state", "h5_redirect", "h5_returned", "paid_shown", "certificates", "api"]
-    for kind in kinds:
-        info = explanation(kind)
-        page = client.get(f"/docs/{info.doc}")
-        assert page.status_code == 200, info.doc
-        if info.anchor:
-            assert f'id="{info.anchor}"' in page.get_data(as_text=True), f"{info.doc}#{info.anchor}"
+    for language, tag in (("zh", "zh-CN"), ("en", "en")):
+        pages = sorted((DOCS / language).glob("*.md"))
+        assert {p.stem for p in pages} >= {"native", "h5", "jsapi", "miniprogram", "signatures", "notifications",
+                                           "lifecycle", "index", "interface"}
+        images = {m for p in pages for m in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", p.read_text())}
+        assert images, "the docs show screenshots"
+        for image in images:
+            assert (DOCS / language / image).is_file(), f"{image} is missing: run make docs-screenshots"
+            assert image.startswith("../img/en/" if language == "en" else "../img/") and (
+                language == "en" or "/en/" not in image), f"{language} docs show {image}"
+            answer = client.get(f"/docs/{image.removeprefix('../')}")
+            answer.close()  # a file response: close it, or its file stays open
+            assert answer.status_code == 200
+        for kind in kinds:
+            info = explanation(kind)
+            page = client.get(f"/docs/{info.doc}?lang={tag}")
+            assert page.status_code == 200, info.doc
+            text = page.get_data(as_text=True)
+            assert f'<article class="card doc" lang="{tag}">' in text, (info.doc, tag)
+            if info.anchor:
+                assert f'id="{info.anchor}"' in text, f"{language}/{info.doc}#{info.anchor}"
     assert client.get("/docs/..%2Fsecret").status_code == 404
     assert client.get("/docs/nope").status_code == 404

@@ -6,6 +6,13 @@
 
   if (window.WeixinJSBridge) return; // the real bridge is here: never shadow it
 
+  // Words shown before the simulator's labels arrive (a refusal): the page's language, from
+  // <meta name="sf-i18n" content="{JSON}"> (storefront/i18n.py, JS_MESSAGES); Chinese by default.
+  var pageWords = {};
+  var carried = document.querySelector('meta[name="sf-i18n"]');
+  try { pageWords = JSON.parse(carried ? carried.getAttribute('content') : '{}'); } catch (e) { /* Chinese */ }
+  function tr(text) { return pageWords[text] || text; }
+
   var script = document.currentScript;
   var base = script ? script.src.replace(/\/jsapi\/bridge\.js(\?.*)?$/, '') : '/sandbox';
   var OK = 'get_brand_wcpay_request:ok';
@@ -61,7 +68,7 @@
     return node;
   }
 
-  function sheet() {
+  function sheet(labels) {
     if (!document.getElementById('wxsim-style')) {
       var style = element('style');
       style.id = 'wxsim-style';
@@ -71,7 +78,7 @@
     var mask = element('div', 'wxsim-mask');
     mask.id = 'wxsim-sheet';
     mask.setAttribute('role', 'dialog');
-    mask.setAttribute('aria-label', '微信支付');
+    mask.setAttribute('aria-label', (labels && labels.title) || tr('微信支付'));
     var box = element('div', 'wxsim-sheet');
     mask.appendChild(box);
     document.body.appendChild(mask);
@@ -79,10 +86,11 @@
   }
 
   // A refusal the app shows before any sheet (bad paySign, stale prepay_id...): then :fail.
-  function refuse(message, callback) {
-    var ui = sheet();
+  function refuse(message, callback, labels) {
+    var t = labels || {};
+    var ui = sheet(t);
     ui.box.appendChild(element('p', 'wxsim-msg', message));
-    var ok = element('button', 'wxsim-btn wxsim-pay', '确定');
+    var ok = element('button', 'wxsim-btn wxsim-pay', t.ok || tr('确定'));
     ok.id = 'wxsim-refusal-ok';
     ok.type = 'button';
     ok.addEventListener('click', function () {
@@ -90,16 +98,16 @@
       callback({ err_msg: FAIL, err_desc: message });
     });
     ui.box.appendChild(ok);
-    ui.box.appendChild(element('p', 'wxsim-tag', '模拟器 · 非真实微信'));
+    ui.box.appendChild(element('p', 'wxsim-tag', t.tag || tr('模拟器 · 非真实微信')));
   }
 
   // The sheet as WeChat shows it: amount and 支付 first; 支付 asks for the 6-digit password;
   // the simulator's other outcomes sit in a secondary "模拟其他结果" menu, never beside 支付.
   function getBrandWCPayRequest(params, callback) {
     post('/jsapi/verify', { params: params }).then(function (info) {
-      if (info.err_msg) return refuse(info.message || '支付失败', callback);
       var t = info.labels || {};
-      var ui = sheet();
+      if (info.err_msg) return refuse(info.message || t.failed || tr('支付失败'), callback, t);
+      var ui = sheet(t);
       var head = element('div', 'wxsim-head');
       var close = element('button', 'wxsim-close', '×');
       close.id = 'wxsim-cancel';
@@ -199,7 +207,7 @@
       bank.addEventListener('click', function () { act('PAYERROR'); });
       paying.addEventListener('click', function () { act('USERPAYING'); });
     }, function () {
-      callback({ err_msg: FAIL, err_desc: '网络异常' });
+      callback({ err_msg: FAIL, err_desc: tr('网络异常') });
     });
   }
 

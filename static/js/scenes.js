@@ -6,6 +6,12 @@
   var root = document.getElementById('checkout');
   if (!root) return;
 
+  // The page's language: translations of these strings arrive in <meta name="sf-i18n" content="{JSON}">.
+  var strings = {};
+  var carried = document.querySelector('meta[name="sf-i18n"]');
+  try { strings = JSON.parse(carried ? carried.getAttribute('content') : '{}'); } catch (e) { /* Chinese */ }
+  function t(text) { return strings[text] || text; }
+
   // Bounded: WeChat may send the browser back before the payment is decided (WeChat Pay "H5支付": the return page must confirm with the server).
   var CONFIRM_TRIES = parseInt(root.getAttribute('data-confirm-tries'), 10) || 6;
   var CONFIRM_GAP_MS = parseInt(root.getAttribute('data-confirm-gap-ms'), 10) || 1500;
@@ -84,10 +90,10 @@
       say('');
       confirm(CONFIRM_TRIES); // a hint, not proof: the server decides
     } else if (result === 'get_brand_wcpay_request:cancel') {
-      say('您已取消支付，订单仍待支付，可以随时重新支付。');
+      say(t('您已取消支付，订单仍待支付，可以随时重新支付。'));
     } else {
       // WeChat's own reason already says what to do ("请更换支付方式"): say it once, not twice.
-      say(res && res.err_desc ? '支付未完成：' + res.err_desc : '支付未完成。请重试，或换用其他支付方式。');
+      say(res && res.err_desc ? t('支付未完成：') + res.err_desc : t('支付未完成。请重试，或换用其他支付方式。'));
     }
   }
 

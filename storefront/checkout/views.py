@@ -8,6 +8,7 @@ from flask import Response, current_app, redirect, render_template, request, url
 
 from .. import endpoints, gateway
 from ..errors import ShopError
+from ..i18n import _
 from ..models import Order, OrderStatus, Payment
 from ..services import identity, orders, qr, scenes
 from ..web import shopper_id
@@ -149,7 +150,7 @@ def qr_image(order_no: str, out_trade_no: str):
     found = orders.owned_order(order_no, shopper_id())
     payment = next((p for p in found.payments if p.out_trade_no == out_trade_no and p.code_url), None)
     if payment is None:
-        raise ShopError("NOT_FOUND", "二维码不存在", 404)
+        raise ShopError("NOT_FOUND", _("二维码不存在"), 404)
     response = Response(qr.png(payment.code_url), mimetype="image/png")
     response.headers["Cache-Control"] = "private, max-age=7200"
     return response

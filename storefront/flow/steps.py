@@ -7,41 +7,43 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..i18n import _
+from ..i18n import _, translate_data
+from ..i18n import lazy as _l
 from ..models import Order, ProtocolMessage
 from ..services import flowlog
 from ..wechatpay.times import BEIJING
 from .explain import Explanation, explanation
 
 CHECK_LABELS = {
-    "headers": _("签名头齐全（Wechatpay-Timestamp/Nonce/Signature/Serial）"),
-    "serial": _("Wechatpay-Serial 是已知的微信支付公钥"),
-    "timestamp": _("时间戳在 5 分钟之内"),
-    "signature": _("RSA-SHA256 签名验证"),
-    "decrypt": _("AES-256-GCM 解密 resource"),
-    "mchid": _("商户号是本商户"),
-    "appid": _("AppID 属于本商户"),
-    "trade_state": _("交易状态为 SUCCESS"),
-    "amount": _("金额与订单一致（通知 / 订单，单位：分）"),
-    "outcome": _("幂等入账并应答"),
+    "headers": _l("签名头齐全（Wechatpay-Timestamp/Nonce/Signature/Serial）"),
+    "serial": _l("Wechatpay-Serial 是已知的微信支付公钥"),
+    "timestamp": _l("时间戳在 5 分钟之内"),
+    "signature": _l("RSA-SHA256 签名验证"),
+    "decrypt": _l("AES-256-GCM 解密 resource"),
+    "mchid": _l("商户号是本商户"),
+    "appid": _l("AppID 属于本商户"),
+    "trade_state": _l("交易状态为 SUCCESS"),
+    "amount": _l("金额与订单一致（通知 / 订单，单位：分）"),
+    "outcome": _l("幂等入账并应答"),
 }
 # What a refusal is called, by the check that failed (never "验签失败" for an old timestamp).
 REFUSAL_LABELS = {
-    "headers": _("签名头缺失"),
-    "serial": _("证书序列号未知"),
-    "timestamp": _("时间戳超出 5 分钟"),
-    "signature": _("验签失败"),
-    "decrypt": _("解密失败"),
-    "mchid": _("商户号不符"),
-    "appid": _("AppID 不符"),
-    "trade_state": _("交易状态不是 SUCCESS"),
-    "amount": _("金额不符"),
+    "headers": _l("签名头缺失"),
+    "serial": _l("证书序列号未知"),
+    "timestamp": _l("时间戳超出 5 分钟"),
+    "signature": _l("验签失败"),
+    "decrypt": _l("解密失败"),
+    "mchid": _l("商户号不符"),
+    "appid": _l("AppID 不符"),
+    "trade_state": _l("交易状态不是 SUCCESS"),
+    "amount": _l("金额不符"),
 }
 LOGIN_KINDS = ("oauth_token", "jscode2session")
-STATUS_LABELS = {"pending": _("待支付"), "paid": _("已支付"), "closed": _("已关闭"), "refunded": _("已退款")}
-CAUSE_LABELS = {"shopper": _("顾客"), "notify": _("支付通知"), "query": _("主动查询"), "job": _("定时任务"), "bill": _("对账")}
-ORIGIN_LABELS = {"poll": _("页面轮询触发的主动查询"), "job": _("定时任务"), "browser": _("页面上报"),
-                 "wechatpay": _("微信支付推送")}
+STATUS_LABELS = {"pending": _l("待支付"), "paid": _l("已支付"), "closed": _l("已关闭"), "refunded": _l("已退款")}
+CAUSE_LABELS = {"shopper": _l("顾客"), "notify": _l("支付通知"), "query": _l("主动查询"), "job": _l("定时任务"),
+                "bill": _l("对账")}
+ORIGIN_LABELS = {"poll": _l("页面轮询触发的主动查询"), "job": _l("定时任务"), "browser": _l("页面上报"),
+                 "wechatpay": _l("微信支付推送")}
 
 
 @dataclass
@@ -247,14 +249,14 @@ def _state_step(event, first_refund_events: frozenset[int] | set[int] = frozense
     text = f"{move}\n"
     if same:
         text += _("订单状态不变：%(s)s", s=target_label) + "\n"
-    text += f"{_('原因')}: {CAUSE_LABELS.get(event.cause, event.cause)}"
+    text += _("原因：%(cause)s", cause=CAUSE_LABELS.get(event.cause, event.cause))
     if event.note:
-        text += f"\n{event.note}"
+        text += f"\n{translate_data(event.note)}"
     if event.wechat_ref:
         text += f"\n{event.wechat_ref}"
     return Step(
         id=f"e{event.id}", at=event.at, kind="order_created" if created else "state", source=info.source,
-        target=info.target, title=info.title if created else (move if same else f"{info.title}：{move}"),
+        target=info.target, title=info.title if created else (move if same else _("%(title)s：%(move)s", title=info.title, move=move)),
         label=_("下单") if created else move, explain=info, ok=True, origin=event.cause,
         sections=[Section(_("状态机记录"), text)],
     )

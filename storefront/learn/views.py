@@ -11,6 +11,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from markupsafe import Markup
 from sqlalchemy import select
 
+from .. import i18n
 from ..extensions import db
 from ..i18n import _
 from ..models import Product
@@ -125,16 +126,51 @@ def tour_order(scene: str, order_no: str):
     )
 
 
-# -- docs: docs/*.md served as pages, so the inspector can link to them ----------------------
+# -- docs: docs/<language>/*.md served as pages, so the inspector can link to them -----------
+# One source per language: docs/zh/ (Chinese, the default) and docs/en/, each page linking to its
+# other-language twin. docs/interface.md is the project's own contract copy and is not served.
+
+DOC_DIRS = {"zh_CN": "zh", "en": "en"}
+_DOC_LINK = re.compile(r'href="(?:\.\./(zh|en)/)?([a-z0-9-]+)\.md(#[^"]*)?"')
+_DOC_IMAGE = re.compile(r'src="(?:\.\./)?img/([^"]+)"')
+_ROOT_LINK = re.compile(r'href="/(?!/)([^"]*)"')
+_TABLE_CELL = re.compile(r"<td>.*?</td>", re.S)
+
+
+def _doc_url(page: str, **params: str) -> str:
+    return url_for("learn.docs_index", **params) if page == "index" else url_for("learn.doc", page=page, **params)
 
 
 def _render_markdown(text: str) -> Markup:
+    """Markdown as HTML; links written for GitHub become the served pages, built from the request."""
     import markdown
 
     html = markdown.markdown(text, extensions=["fenced_code", "tables", "toc"], output_format="html")
-    # Links between docs pages: "signatures.md#x" on GitHub is "signatures#x" here.
-    html = re.sub(r'href="([a-z0-9-]+)\.md(#[^"]*)?"', lambda m: f'href="{m.group(1)}{m.group(2) or ""}"', html)
+    # A "|" inside a table cell is written "\|" (GitHub's table syntax); the reader sees "|".
+    html = _TABLE_CELL.sub(lambda m: m.group(0).replace("\\|", "|"), html)
+
+    def doc_link(match: re.Match[str]) -> str:
+        language, page, anchor = match.groups()
+        params = {"lang": i18n.LANGUAGES[{"zh": "zh_CN", "en": "en"}[language]][0]} if language else {}
+        return f'href="{_doc_url(page, **params)}{anchor or ""}"'
+
+    # "/tour" in a doc is the shop this page is served from (a prefix mount included), never a fixed host.
+    html = _ROOT_LINK.sub(lambda m: f'href="{request.script_root}/{m.group(1)}"', html)
+    # "signatures.md#x" on GitHub is "signatures#x" here; "../en/x.md" is the English twin.
+    html = _DOC_LINK.sub(doc_link, html)
+    html = _DOC_IMAGE.sub(lambda m: f'src="{url_for("learn.doc_image", name=m.group(1))}"', html)
     return Markup(html)  # our own repository's Markdown, not user input
+
+
+def doc_path(page: str, locale: str) -> Path | None:
+    """The page's source in ``locale``, else in the other language; None if there is none."""
+    if not DOC_NAME.match(page):
+        return None
+    for directory in (DOC_DIRS[locale], *(d for d in DOC_DIRS.values() if d != DOC_DIRS[locale])):
+        path = DOCS / directory / f"{page}.md"
+        if path.is_file():
+            return path
+    return None
 
 
 @bp.get("/docs/")
@@ -144,12 +180,14 @@ def docs_index():
 
 @bp.get("/docs/<page>")
 def doc(page: str):
-    path = DOCS / f"{page}.md"
-    if not DOC_NAME.match(page) or not path.is_file():
+    path = doc_path(page, i18n.current_locale())
+    if path is None:
         abort(404)
     text = path.read_text(encoding="utf-8")
     title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), page)
-    return render_template("learn/doc.html", title=title, html=_render_markdown(text), page=page)
+    doc_lang = "zh-CN" if path.parent.name == "zh" else "en"
+    return render_template("learn/doc.html", title=title, html=_render_markdown(text), page=page,
+                           doc_lang=doc_lang)
 
 
 @bp.get("/docs/img/<path:name>")

@@ -14,16 +14,17 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..i18n import _
+from ..i18n import lazy as _l
 from ..models import Order
 from ..services import reconciliation
 from ..web import check_csrf
 from .views import bp, login_required
 
 KIND_LABELS = {
-    "missing_at_wechat": _("商户已收款，微信账单中没有"),
-    "amount_mismatch": _("金额不一致"),
-    "refund_mismatch": _("退款只在一方，或金额不一致"),
-    "unknown_at_shop": _("微信已收款，商户没有这笔支付"),
+    "missing_at_wechat": _l("商户已收款，微信账单中没有"),
+    "amount_mismatch": _l("金额不一致"),
+    "refund_mismatch": _l("退款只在一方，或金额不一致"),
+    "unknown_at_shop": _l("微信已收款，商户没有这笔支付"),
 }
 
 

@@ -41,7 +41,7 @@ def register(app: Flask) -> Mounted:
 
     # bootstrap.initialise runs it: the demo merchant's keys, on both sides, written once.
     app.extensions.setdefault("instance_setup", []).append(ensure_demo_credentials)
-    # 测试你自己的后端: sandbox-kit, sandbox-grade, sandbox-serve (docs/test-your-backend.md)
+    # 测试你自己的后端: sandbox-kit, sandbox-grade, sandbox-serve (docs/en/test-your-backend.md)
     testbackend.register_cli(app)
 
     @app.cli.command("sandbox-rotate-cert")

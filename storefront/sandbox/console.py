@@ -13,6 +13,8 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from sqlalchemy import func, select
 
 from ..extensions import db
+from ..i18n import _
+from ..i18n import lazy as _l
 from ..web import check_csrf
 from . import refunds
 from .blueprints import console
@@ -23,8 +25,8 @@ from .settings import ANSWER_SIGNING, NOTIFY_SIGNING
 from .simulator import ApiFailure
 from .state import sandbox
 
-FAST_FORWARD_CHOICES = ((60, "+1 分钟"), (600, "+10 分钟"), (3600, "+1 小时"), (3 * 3600, "+3 小时"),
-                        (86400, "+1 天"))
+FAST_FORWARD_CHOICES = ((60, _l("+1 分钟")), (600, _l("+10 分钟")), (3600, _l("+1 小时")),
+                        (3 * 3600, _l("+3 小时")), (86400, _l("+1 天")))
 PAGE = 50
 
 
@@ -115,14 +117,14 @@ def console_clock():
     try:
         if action == "next_retry":
             gap = advance_to_next_retry(platform)
-            flash(f"时钟已快进 {gap:.1f} 秒，到下一次通知重试" if gap else "没有等待中的通知重试")
+            flash(_("时钟已快进 %(s)s 秒，到下一次通知重试", s=f"{gap:.1f}") if gap else _("没有等待中的通知重试"))
         elif action == "reset":
             reset_clock(platform)
-            flash("模拟器时钟已恢复为真实时间")
+            flash(_("模拟器时钟已恢复为真实时间"))
         else:
             seconds = float(request.form.get("seconds", "0"))
             platform.settings.fast_forward(seconds)
-            flash(f"时钟已快进 {seconds:g} 秒")
+            flash(_("时钟已快进 %(s)s 秒", s=f"{seconds:g}"))
     except ValueError as exc:
         flash(str(exc))
     sandbox().notify_soon()
@@ -144,7 +146,7 @@ def console_settings():
         if "coupon_amount" in request.form:  # the coupon toggle: a checkbox and its amount in fen
             amount = int(request.form.get("coupon_amount") or 0) if request.form.get("coupon_on") else 0
             platform.settings.set("coupon_amount", amount)
-        flash("设置已保存")
+        flash(_("设置已保存"))
     except ValueError as exc:
         db.session.rollback()
         flash(str(exc))
@@ -156,7 +158,7 @@ def console_rotate_cert():
     check_csrf()
     platform = sandbox().platform
     cert = platform.certificates.rotate(platform.now())
-    flash(f"已签发新的平台证书 {cert.serial}；旧证书在过渡期内继续列出")
+    flash(_("已签发新的平台证书 %(serial)s；旧证书在过渡期内继续列出", serial=cert.serial))
     return _back()
 
 
@@ -170,7 +172,7 @@ def console_probe():
         flash(exc.message)
         return _back()
     state.notify_soon()
-    flash(f"已发送探测通知 #{row.id}（签名以 WECHATPAY/SIGNTEST/ 开头，商户应拒绝）")
+    flash(_("已发送探测通知 #%(id)s（签名以 WECHATPAY/SIGNTEST/ 开头，商户应拒绝）", id=row.id))
     return _back()
 
 
@@ -181,7 +183,7 @@ def console_resend(notification_id: int):
     if not resend(state.platform, notification_id):
         abort(404)
     state.notify_soon()
-    flash(f"通知 #{notification_id} 将立即重新投递")
+    flash(_("通知 #%(id)s 将立即重新投递", id=notification_id))
     return _back()
 
 
@@ -194,7 +196,7 @@ def console_refund_finish(refund_id: int):
         abort(400)
     if refunds.finish(state.platform, refund_id, result):
         state.notify_soon()
-        flash(f"退款已结束：{result}")
+        flash(_("退款已结束：%(result)s", result=result))
     else:
-        flash("该退款已结束")
+        flash(_("该退款已结束"))
     return _back()

@@ -69,7 +69,7 @@ def enqueue_probe(platform: Platform, out_trade_no: str | None) -> SandboxNotifi
     would visibly mark an unpaid order paid.
     """
     query = select(SandboxTransaction)
-    if out_trade_no:  # any merchant's order (docs/test-your-backend.md); else the demo merchant's latest
+    if out_trade_no:  # any merchant's order (docs/en/test-your-backend.md); else the demo merchant's latest
         query = query.where(SandboxTransaction.out_trade_no == out_trade_no)
     else:
         query = query.where(SandboxTransaction.mchid == platform.merchant.mchid)

@@ -4,7 +4,7 @@ When the five-line string the simulator rebuilt does not verify, it rebuilds the
 client would have signed had it made one of the usual mistakes (WeChat Pay's "签名生成" and
 its troubleshooting guide list them) and checks the signature against each. The API answer
 stays WeChat's ``401 SIGN_ERROR``; the name of the mistake that verifies goes to the call log,
-with the expected string beside the signed one (docs/test-your-backend.md).
+with the expected string beside the signed one (docs/en/test-your-backend.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ What WeChat Pay's integration-quality checklist (接入质量检查) asks of a b
 real over HTTP: forged notifications refused, the genuine one acknowledged within 5 seconds,
 duplicates acknowledged (idempotency), and the backend's own API calls well formed. Order of
 sending: nothing until the backend's order exists; forgeries first; the genuine notification
-last but one; the duplicates last. docs/test-your-backend.md explains every case.
+last but one; the duplicates last. docs/en/test-your-backend.md explains every case.
 """
 
 from __future__ import annotations

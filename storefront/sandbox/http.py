@@ -9,6 +9,7 @@ from flask import Response, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from ..extensions import db
+from ..i18n import lazy as _l
 from ..web import check_csrf
 from . import calllog
 from .diagnosis import diagnose
@@ -72,14 +73,14 @@ def json_body():
 
 
 RESULT_MESSAGES = {
-    "SUCCESS": "支付成功",
-    "CANCEL": "已取消支付",
-    "NOTENOUGH": "零钱余额不足，请更换支付方式",
-    "PAYERROR": "银行系统异常，支付失败，请稍后再试",
-    "USERPAYING": "支付处理中：付款人正在输入密码",
-    "ORDERPAID": "该订单已支付，请勿重复支付",
-    "ORDER_CLOSED": "订单已关闭",
-    "ORDER_EXPIRED": "二维码已过期，请让商家重新生成",
+    "SUCCESS": _l("支付成功"),
+    "CANCEL": _l("已取消支付"),
+    "NOTENOUGH": _l("零钱余额不足，请更换支付方式"),
+    "PAYERROR": _l("银行系统异常，支付失败，请稍后再试"),
+    "USERPAYING": _l("支付处理中：付款人正在输入密码"),
+    "ORDERPAID": _l("该订单已支付，请勿重复支付"),
+    "ORDER_CLOSED": _l("订单已关闭"),
+    "ORDER_EXPIRED": _l("二维码已过期，请让商家重新生成"),
 }
 
 

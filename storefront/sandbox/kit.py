@@ -28,7 +28,7 @@ merchant.json       mchid, appid, merchant_serial, apiv3_key (decrypts notificat
                     api_base (flask --app wsgi sandbox-serve), api_base_mounted (the shop's /sandbox/)
 Pay an order:  POST {api_base_mounted}control/pay  {{"out_trade_no": "...", "mchid": "{mchid}"}}
 Grade it:      flask --app wsgi sandbox-grade --out-trade-no ...
-Guide: docs/test-your-backend.md
+Guide: docs/en/test-your-backend.md
 """
 
 

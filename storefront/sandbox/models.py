@@ -131,7 +131,7 @@ class SandboxApiCall(db.Model):
     response_body: Mapped[str] = mapped_column(Text, default="")
     response_serial: Mapped[str | None] = mapped_column(String(64))  # the key that signed the answer
     request_id: Mapped[str | None] = mapped_column(String(64))
-    # When the signature did not verify: the mistake that explains it (docs/test-your-backend.md)
+    # When the signature did not verify: the mistake that explains it (docs/en/test-your-backend.md)
     # and, as JSON, the string expected beside the string the client signed.
     diagnosis: Mapped[str | None] = mapped_column(String(32))
     diagnosis_detail: Mapped[str | None] = mapped_column(Text)

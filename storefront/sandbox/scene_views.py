@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import current_app, redirect, render_template, request, send_from_directory, session, url_for
 
-from ..i18n import _
+from ..i18n import N_, _
 from ..web import check_csrf
 from ..wechatpay.oauth import redact_query_secrets_in
 from . import scenes, wechat_browser
@@ -44,7 +44,7 @@ def _apps() -> dict[str, dict[str, str]]:
 
 
 def _wechat_page(message: str, status: int = 200, code: str | None = None):
-    return render_template("sandbox/wechat_notice.html", message=message, code=code), status
+    return render_template("sandbox/wechat_notice.html", message=_(message), code=code), status
 
 
 # -- API v3 ------------------------------------------------------------------------------------
@@ -156,16 +156,16 @@ def oauth_authorize():
                                offer_emulation=True), 403
     appid = args.get("appid", "")
     if _apps().get(appid, {}).get("type") != "official_account":
-        return _wechat_page("该公众号不存在或 appid 无效", 400, "10016")
+        return _wechat_page(N_("该公众号不存在或 appid 无效"), 400, "10016")
     if args.get("response_type") != "code" or args.get("scope") not in OAUTH_SCOPES:
-        return _wechat_page("scope 参数错误或没有 scope 权限", 400, "10005")
+        return _wechat_page(N_("scope 参数错误或没有 scope 权限"), 400, "10005")
     redirect_uri = args.get("redirect_uri", "")
     parts = urlsplit(redirect_uri)
     if parts.scheme not in ("http", "https") or (parts.hostname or "").lower() != _registered_domain():
-        return _wechat_page("redirect_uri 域名与后台配置不一致", 400, "10003")
+        return _wechat_page(N_("redirect_uri 域名与后台配置不一致"), 400, "10003")
     state = args.get("state", "")
     if len(state.encode()) > 128:
-        return _wechat_page("state 参数过长", 400, "10004")
+        return _wechat_page(N_("state 参数过长"), 400, "10004")
     code = scenes.issue_login_code(sandbox().platform, "oauth", appid, args["scope"])
     separator = "&" if parts.query else "?"
     return redirect(redirect_uri + separator + urlencode({"code": code, "state": state}), code=302)

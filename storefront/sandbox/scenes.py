@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from ..clock import utcnow
 from ..extensions import db
+from ..i18n import N_
 from ..wechatpay.errors import SignatureError
 from ..wechatpay.signing import pay_sign_message
 from ..wechatpay.verify import verify_signature
@@ -30,12 +31,12 @@ LOGIN_CODE_LIFETIME = timedelta(minutes=5)
 H5_TYPES = {"Wap", "iOS", "Android"}
 
 # What WeChat's intermediate page shows (the "H5支付" FAQ), checked in this order.
-H5_IN_WECHAT = "请在微信外打开订单，进行支付"
-H5_NO_REFERER = "商家参数格式有误，请联系商家解决"
-H5_WRONG_DOMAIN = "商家存在未配置的参数，请联系商家解决"
-H5_EXPIRED = "支付请求已失效，请重新发起支付"
+H5_IN_WECHAT = N_("请在微信外打开订单，进行支付")
+H5_NO_REFERER = N_("商家参数格式有误，请联系商家解决")
+H5_WRONG_DOMAIN = N_("商家存在未配置的参数，请联系商家解决")
+H5_EXPIRED = N_("支付请求已失效，请重新发起支付")
 # The address that opens h5_url is not scene_info.payer_client_ip (or is a loopback address).
-H5_IP_MISMATCH = "网络环境未能通过安全验证，请稍后再试"
+H5_IP_MISMATCH = N_("网络环境未能通过安全验证，请稍后再试")
 
 
 def new_prepay_id(now: datetime | None = None) -> str:

@@ -98,7 +98,7 @@ def control_pay():
         return control_error(400, "PARAM_ERROR", "notify 须为 normal、drop、delay:SECONDS 或 duplicate:N")
     state = sandbox()
     platform = state.platform
-    try:  # any registered merchant's order (docs/test-your-backend.md); "mchid" picks one
+    try:  # any registered merchant's order (docs/en/test-your-backend.md); "mchid" picks one
         mchid = data.get("mchid") if isinstance(data.get("mchid"), str) else None
         txn = platform.find_any(data["out_trade_no"], mchid)
     except ApiFailure as exc:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from .. import gateway
 from ..extensions import db
-from ..i18n import _
+from ..i18n import lazy as _l
 from ..models import Payment, ProtocolMessage, utcnow
 from ..wechatpay import DecryptError, Notification, WeChatPayError, aead
 from ..wechatpay.client import Exchange
@@ -66,22 +66,22 @@ _QUERY_SECRET = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z0-9_]*(?:%s)=)[^&\s\"'#]*"
 _SECRET_HEADERS = {"cookie", "set-cookie", "x-csrf-token"}
 
 BROWSER_EVENTS = {
-    "qr_shown": _("二维码已展示"),
-    "qr_expired": _("二维码已过期"),
-    "qr_renew": _("顾客刷新二维码"),
-    "paid_shown": _("页面显示支付成功"),
-    "h5_redirect": _("跳转到微信支付 H5 收银台"),
-    "h5_returned": _("从 H5 收银台返回"),
-    "bridge_result": _("微信客户端返回支付结果"),
-    "requestpayment_result": _("小程序返回支付结果"),
-    "bridge_invoke": _("页面调起 getBrandWCPayRequest"),
-    "requestpayment_invoke": _("小程序调用 wx.requestPayment"),
+    "qr_shown": _l("二维码已展示"),
+    "qr_expired": _l("二维码已过期"),
+    "qr_renew": _l("顾客刷新二维码"),
+    "paid_shown": _l("页面显示支付成功"),
+    "h5_redirect": _l("跳转到微信支付 H5 收银台"),
+    "h5_returned": _l("从 H5 收银台返回"),
+    "bridge_result": _l("微信客户端返回支付结果"),
+    "requestpayment_result": _l("小程序返回支付结果"),
+    "bridge_invoke": _l("页面调起 getBrandWCPayRequest"),
+    "requestpayment_invoke": _l("小程序调用 wx.requestPayment"),
 }
 # Steps the shop notes itself, that are not a call to WeChat Pay (direction "shop").
 SHOP_NOTES = {
-    "oauth_authorize": _("跳转微信网页授权（snsapi_base）"),
-    "oauth_callback": _("微信带 code 回到商户，商户核对 state"),
-    "pay_sign": _("商户后台计算 paySign"),
+    "oauth_authorize": _l("跳转微信网页授权（snsapi_base）"),
+    "oauth_callback": _l("微信带 code 回到商户，商户核对 state"),
+    "pay_sign": _l("商户后台计算 paySign"),
 }
 MAX_BROWSER_EVENTS_PER_ORDER = 200
 MAX_DETAIL_CHARS = 300
@@ -847,7 +847,7 @@ def record_browser_event(order_id: int, event: str, out_trade_no: str | None, de
         "at": utcnow(),
         "direction": "browser",
         "kind": event,
-        "title": BROWSER_EVENTS[event],
+        "title": str(BROWSER_EVENTS[event]),
         "origin": "browser",
         "request_body": detail[:MAX_DETAIL_CHARS],
     })
@@ -864,7 +864,7 @@ def record_note(kind: str, order_id: int | None, detail: str, *, signed_message:
         "at": utcnow(),
         "direction": "shop",
         "kind": kind,
-        "title": SHOP_NOTES[kind],
+        "title": str(SHOP_NOTES[kind]),
         "origin": recorder().origin(),
         "request_body": detail,
         "signed_note": signed_message,

@@ -22,7 +22,7 @@ from sqlalchemy.orm.util import identity_key
 
 from ..errors import ShopError
 from ..extensions import db
-from ..i18n import _
+from ..i18n import _, to_source
 from ..models import (
     OPEN_PAYMENT_STATUSES,
     Order,
@@ -142,7 +142,7 @@ def record_event(
     """Add one line to the order's history (``OrderEvent``), in the open transaction."""
     db.session.add(
         OrderEvent(order_id=order_id, payment_id=payment_id, from_status=source, to_status=target,
-                   cause=cause, note=note[:200], wechat_ref=wechat_ref)
+                   cause=cause, note=to_source(note)[:200], wechat_ref=wechat_ref)
     )
     # Numbers and causes only, never a secret. The order number if the order is loaded already
     # (no query for a log line), else its id.

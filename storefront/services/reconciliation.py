@@ -1,7 +1,7 @@
 """Daily reconciliation (对账): WeChat Pay's trade bill of a day against the shop's ledger.
 
 Downloads the day's ``ALL`` trade bill (hash checked), then compares line by line
-(docs/reconciliation.md explains each difference):
+(docs/en/reconciliation.md explains each difference):
 
 - paid at WeChat Pay, still pending or closed in the shop: applied through the state machine,
   exactly as an active query's answer would be (a lost notification, never polled) — ``applied``;

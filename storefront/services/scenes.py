@@ -3,7 +3,7 @@
 Every scene follows the same rules, owned by ``start_attempt``: one open attempt per order, the
 previous one closed at WeChat Pay before a new one starts, a still-valid attempt of the same
 scene reused. A scene says only what differs: its label, when an attempt is reusable, how to
-prepay, and what its checkout page and the JSON API show. ``docs/scenes.md`` shows how to add one.
+prepay, and what its checkout page and the JSON API show. ``docs/en/scenes.md`` shows how to add one.
 WeChat Pay documents: "Native下单", "H5下单", "JSAPI下单", "JSAPI调起支付", "小程序调起支付".
 """
 
@@ -23,7 +23,7 @@ from flask import current_app
 
 from .. import gateway
 from ..extensions import db
-from ..i18n import _
+from ..i18n import N_, _
 from ..models import Order, Payment, utcnow
 from ..wechatpay import APIError, Client, WeChatPayError
 from ..wechatpay.times import format_time
@@ -287,13 +287,13 @@ def pay_params(payment: Payment) -> dict[str, str]:
 SCENES: dict[PaymentMethod, Scene] = {
     scene.method: scene
     for scene in (
-        Scene(PaymentMethod.NATIVE, "扫码支付", "扫码支付", _prepay_native, template="checkout/pay.html"),
-        Scene(PaymentMethod.H5, "H5 支付", "手机浏览器支付", _prepay_h5, reusable=_h5_reusable,
+        Scene(PaymentMethod.NATIVE, N_("扫码支付"), N_("扫码支付"), _prepay_native, template="checkout/pay.html"),
+        Scene(PaymentMethod.H5, N_("H5 支付"), N_("手机浏览器支付"), _prepay_h5, reusable=_h5_reusable,
               refresh=lambda payment, order: renew_h5_url(payment, order), answer=_h5_answer,
               validate=_h5_validate, template="checkout/pay_h5.html", payer="ip"),
-        Scene(PaymentMethod.JSAPI, "公众号支付", "微信内支付", template="checkout/pay_jsapi.html", payer="oauth",
+        Scene(PaymentMethod.JSAPI, N_("公众号支付"), N_("微信内支付"), template="checkout/pay_jsapi.html", payer="oauth",
               **_jsapi_scene_hooks(PaymentMethod.JSAPI)),
-        Scene(PaymentMethod.MINIPROGRAM, "小程序支付", "小程序支付", template="checkout/pay_miniprogram.html",
+        Scene(PaymentMethod.MINIPROGRAM, N_("小程序支付"), N_("小程序支付"), template="checkout/pay_miniprogram.html",
               on_page=False, payer="miniprogram", **_jsapi_scene_hooks(PaymentMethod.MINIPROGRAM)),
     )
 }
