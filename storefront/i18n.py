@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations, gettext, lazy_gettext
 
+from .machine import is_machine_endpoint
+
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 DEFAULT_LOCALE = "zh_CN"
 # Locale -> (the <html lang> value, the language's own name for the switch).
@@ -112,8 +114,8 @@ def normalise(tag: str | None) -> str | None:
 
 def select_locale() -> str:
     """The reader's locale: ``?lang=``, then the ``lang`` cookie, then ``Accept-Language``, then Chinese."""
-    if not has_request_context():
-        return DEFAULT_LOCALE
+    if not has_request_context() or is_machine_endpoint():
+        return DEFAULT_LOCALE  # WeChat Pay's notifications: no reader, whatever headers came
     asked = normalise(request.args.get("lang"))
     if asked:
         g.lang_chosen = asked  # remembered in the cookie by remember_choice()

@@ -12,7 +12,7 @@ from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from .web import is_machine_endpoint
+from .machine import is_machine_endpoint
 
 # Views that create orders or ask WeChat Pay for a prepay: (endpoint, config key of its limit).
 LIMITED = (

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 
-from .web import is_machine_endpoint
+from .machine import is_machine_endpoint
 
 # Pages the guided tour shows in its frames (the shop's checkout, the flow inspector, and the
 # simulator's cashier/scan pages a checkout leads to): frameable by the same origin only.

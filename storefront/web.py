@@ -11,33 +11,15 @@ from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from . import i18n
 from .i18n import _
+from .machine import MACHINE_PATH_PREFIXES as MACHINE_PATH_PREFIXES  # re-exported: the page plumbing's helpers
+from .machine import is_machine_endpoint as is_machine_endpoint
+from .machine import is_machine_path
 from .services import scenes
 from .wechatpay.times import BEIJING
 
-# Paths called by machines, not browsers: WeChat Pay's notifications. No cookie, no page, no
-# shopper: the per-request work meant for browsers has no purpose there and costs a
-# notification its speed (bench/README.md, ``python -m bench.profile``). Every such hook asks
-# ``is_machine_endpoint()``, the one place that says which requests these are: the cookie
-# session (``MachineAwareSessions``), the security headers (``security.protect``), the rate
-# limiter's check (``ratelimit``); a locale selector or a session refresh should too. The
-# notification metrics (``health.count_notification``) are machine work: they stay.
-# (The simulator's own API under /sandbox is another app's concern; it is not listed here.)
-MACHINE_PATH_PREFIXES = ("/notify/",)
 
-
-def is_machine_path(path: str) -> bool:
-    """Whether ``path`` is a machine-to-machine endpoint (see ``MACHINE_PATH_PREFIXES``)."""
-    return path.startswith(MACHINE_PATH_PREFIXES)
-
-
-def is_machine_endpoint() -> bool:
-    """Whether the current request is machine-to-machine: hooks meant for browsers skip it.
-
-    Decided by the path, so it holds before URL matching too (sessions open before it).
-    """
-    return has_request_context() and is_machine_path(request.path)
-
-
+# Which requests come from machines (WeChat Pay's notifications): storefront/machine.py, the one
+# place hooks meant for browsers consult. Re-exported here, where the page plumbing lives.
 class MachineAwareSessions(SessionInterface):
     """The app's session interface, except that machine endpoints get a null session.
 

@@ -215,13 +215,19 @@ def test_notification_opens_no_session_and_sets_no_cookie(server, wechatpay, pen
     page = requests.get(f"{server.url}/", timeout=20)
     cookie = page.cookies.get(server.app.config.get("SESSION_COOKIE_NAME", "session"))
     body = wechatpay.body(wechatpay.resource(pending["out_trade_no"], pending["amount_total"]))
-    headers = {**wechatpay.headers(body), **({"Cookie": f"session={cookie}"} if cookie else {})}
+    headers = {**wechatpay.headers(body), **({"Cookie": f"session={cookie}"} if cookie else {}),
+               "Accept-Language": "en"}
     answer = post_notification(server.url, body, headers)
     assert answer.status_code == 204, answer.text
     assert "Set-Cookie" not in answer.headers
     # The browser protections are for pages: a page has them, WeChat Pay's answer does not need them.
     assert "Content-Security-Policy" in page.headers and "Content-Security-Policy" not in answer.headers
     assert order_row(server.app, pending["order_no"]).status == "paid"
+    with server.app.app_context():  # written in the shop's default language, whatever WeChat Pay's headers say
+        notes = db.session.scalars(select(OrderEvent.note).join(Order, Order.id == OrderEvent.order_id)
+                                   .where(Order.order_no == pending["order_no"], OrderEvent.to_status == "paid")).all()
+        db.session.rollback()
+    assert notes == ["微信支付确认收款"]
     with server.app.test_request_context("/notify/wechatpay", method="POST"):
         from storefront.web import is_machine_endpoint
 
