@@ -12,10 +12,12 @@ from flask.json.provider import DefaultJSONProvider
 from .machine import is_machine_endpoint
 
 # Pages the guided tour shows in its frames (the shop's checkout, the flow inspector, and the
-# simulator's cashier/scan pages a checkout leads to): frameable by the same origin only.
-# Everything else, the merchant area above all (its refund form), may not be framed at all.
-FRAMEABLE_BLUEPRINTS = frozenset({"catalog", "checkout", "flow", "oauth", "sandbox_scenes"})
-FRAMEABLE_ENDPOINTS = frozenset({"sandbox.bizpayurl"})
+# simulator's payer pages a checkout leads to, e.g. its OAuth page telling a desktop browser to
+# open the link in WeChat): frameable by the same origin only. Nested blueprints are named
+# "parent.child". Everything else, the merchant area above all (its refund form), may not be
+# framed at all.
+FRAMEABLE_BLUEPRINTS = frozenset({"catalog", "checkout", "flow", "oauth", "sandbox.payer"})
+FRAMEABLE_ENDPOINTS: frozenset[str] = frozenset()
 
 # No inline scripts anywhere (templates load /static/js/*.js): script-src 'self' blocks an injected one.
 # Styles may be inline (two style attributes): a style cannot run code.

@@ -165,6 +165,20 @@ def test_headers_and_cookie_flags_in_simulator_mode(client):
     _assert_protected(client.get("/api/products"), frameable=False)
 
 
+def test_the_tours_simulator_pages_may_be_framed_by_the_shop(client):
+    """The tour's shop frame follows a desktop JSAPI checkout to the simulator's OAuth page (请在微信
+    客户端打开链接): framed by the same origin, it shows; denied, the frame would be a broken page."""
+    from storefront.security import FRAMEABLE_BLUEPRINTS, FRAMEABLE_ENDPOINTS
+
+    known = {rule.endpoint for rule in client.application.url_map.iter_rules()}
+    blueprints = {endpoint.rsplit(".", 1)[0] for endpoint in known if "." in endpoint}
+    assert FRAMEABLE_BLUEPRINTS <= blueprints and FRAMEABLE_ENDPOINTS <= known  # no stale names
+    page = client.get("/sandbox/connect/oauth2/authorize?appid=x&redirect_uri=http%3A%2F%2Flocalhost%2F"
+                      "&response_type=code&scope=snsapi_base&state=s")
+    _assert_protected(page, frameable=True)
+    _assert_protected(client.get("/sandbox/"), frameable=False)  # the console is not
+
+
 def test_https_base_gets_secure_cookies_and_hsts(make_app):
     app = make_app(SHOP_BASE_URL="https://shop.example.com")
     client = app.test_client()
