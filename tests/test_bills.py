@@ -385,3 +385,18 @@ def test_a_refund_settling_after_the_bill_was_made_does_not_change_the_bill(live
     assert hashlib.sha1(content).hexdigest() == link.hash_value
     assert any(row.is_refund for row in bills.parse_trade_bill(content).rows)
     assert bills.download(client, bills.apply_trade_bill(client, day, "ALL", gzip_file=False)) == content
+
+
+def test_a_bill_download_signed_over_the_path_as_sent_is_accepted(live_server, shopper):
+    """An SDK whose API base is the shop's host signs the download URL's whole path,
+    ``/sandbox/v3/billdownload/file?token=…``: accepted like every other API call."""
+    paid_order(shopper)
+    day = beijing_today(live_server)
+    next_morning(live_server, day)
+    link = bills.apply_trade_bill(shop_client(live_server), day, "ALL", gzip_file=False)
+    with live_server.app.test_request_context(base_url=live_server.url):
+        from storefront import gateway
+
+        whole_path_signer = gateway.gateway().client(live_server.url)  # signs /sandbox/v3/…
+    content = bills.download(whole_path_signer, link)
+    assert hashlib.sha1(content).hexdigest() == link.hash_value

@@ -28,11 +28,11 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..wechatpay.times import BEIJING
+from . import calllog
 from .blueprints import api
-from .http import canonical_url, signed_api
+from .http import authenticate_call, canonical_url, signed_answer, signed_api, start_call
 from .models import SandboxRefund, SandboxTransaction
 from .simulator import ApiFailure, Platform, request_id
-from .state import sandbox
 
 AVAILABLE_FROM = timedelta(hours=10)  # a day's bill exists from 10:00 the next day (Beijing)
 DOWNLOAD_LIFETIME = timedelta(minutes=5)
@@ -337,22 +337,12 @@ def unsigned_download(view):
 
     @wraps(view)
     def wrapper(**kwargs):
-        from . import calllog
-
-        platform = sandbox().platform
-        body = request.get_data(cache=True)
-        call = calllog.CallRecord.start(request.method, canonical_url(), request.headers, body)
+        platform, call, body = start_call()
         try:
-            merchant = platform.authenticate(request.method, call.path, request.headers, body)
-            call.auth_ok, call.auth_result = True, "验签通过"
-            calllog.check_rate(platform, merchant)
+            merchant = authenticate_call(platform, call, body)
             content, content_type = view(platform, merchant, **kwargs)
         except ApiFailure as exc:
-            if not call.auth_ok:
-                call.auth_result = f"{exc.code}: {exc.message}"
-            payload, status, headers = platform.signed(exc.status, exc.body(), request.headers.get("Wechatpay-Serial"))
-            calllog.record(call, status, payload, headers)
-            return Response(payload, status, headers)
+            return signed_answer(platform, call, exc.status, exc.body())
         headers = {"Content-Type": content_type, "Request-ID": request_id()}
         calllog.record(call, 200, f"<{len(content)} bytes of bill, not signed>".encode(), headers)
         return Response(content, 200, headers)

@@ -14,7 +14,7 @@ from ..web import check_csrf
 from . import calllog
 from .diagnosis import diagnose
 from .models import SandboxTransaction
-from .simulator import ApiFailure
+from .simulator import ApiFailure, Merchant, Platform
 from .state import MOUNT, sandbox
 
 
@@ -37,30 +37,49 @@ def canonical_url() -> str:
     return url[len(MOUNT):] if url.startswith(MOUNT + "/") else url
 
 
+def authenticate_call(platform: Platform, call: calllog.CallRecord, body: bytes) -> Merchant:
+    """Authenticate the merchant behind an API call as WeChat Pay does, noting the outcome in the
+    call log, then apply the rate limit. :raise ApiFailure: (a ``SIGN_ERROR`` with its diagnosis logged)
+    """
+    try:
+        # SDKs sign the path they send: with <shop>/sandbox/ as their base, /sandbox/v3/…; either is accepted.
+        merchant = platform.authenticate(request.method, call.path, request.headers, body, sent_url())
+    except ApiFailure as exc:
+        call.auth_result = f"{exc.code}: {exc.message}"
+        if exc.code == "SIGN_ERROR":  # the answer stays WeChat's; the call log names the mistake
+            call.diagnosis = diagnose(platform, request.method, call.path, sent_url(), request.headers, body)
+        raise
+    call.auth_ok, call.auth_result = True, "验签通过"
+    calllog.check_rate(platform, merchant)
+    return merchant
+
+
+def signed_answer(platform: Platform, call: calllog.CallRecord, status: int, data) -> Response:
+    """The answer signed as WeChat Pay signs it, recorded in the call log."""
+    # The answer's key follows the request's Wechatpay-Serial (the switch-over rule).
+    payload, status, headers = platform.signed(status, data, request.headers.get("Wechatpay-Serial"))
+    calllog.record(call, status, payload, headers)
+    return Response(payload, status, headers)
+
+
+def start_call() -> tuple[Platform, calllog.CallRecord, bytes]:
+    """The platform, a call-log record of this request, and its raw body."""
+    body = request.get_data(cache=True)
+    return sandbox().platform, calllog.CallRecord.start(request.method, canonical_url(), request.headers, body), body
+
+
 def signed_api(view):
     """Authenticate the merchant, run the view, answer signed as WeChat Pay does."""
 
     @wraps(view)
     def wrapper(**kwargs):
-        platform = sandbox().platform
-        body = request.get_data(cache=True)
-        call = calllog.CallRecord.start(request.method, canonical_url(), request.headers, body)
+        platform, call, body = start_call()
         try:
-            # SDKs sign the path they send: with <shop>/sandbox/ as their base, /sandbox/v3/…; either is accepted.
-            merchant = platform.authenticate(request.method, call.path, request.headers, body, sent_url())
-            call.auth_ok, call.auth_result = True, "验签通过"
-            calllog.check_rate(platform, merchant)
+            merchant = authenticate_call(platform, call, body)
             status, data = view(platform, merchant, **kwargs)
         except ApiFailure as exc:
             status, data = exc.status, exc.body()
-            if not call.auth_ok:
-                call.auth_result = f"{exc.code}: {exc.message}"
-                if exc.code == "SIGN_ERROR":  # the answer stays WeChat's; the call log names the mistake
-                    call.diagnosis = diagnose(platform, request.method, call.path, sent_url(), request.headers, body)
-        # The answer's key follows the request's Wechatpay-Serial (the switch-over rule).
-        payload, status, headers = platform.signed(status, data, request.headers.get("Wechatpay-Serial"))
-        calllog.record(call, status, payload, headers)
-        return Response(payload, status, headers)
+        return signed_answer(platform, call, status, data)
 
     return wrapper
 
