@@ -364,16 +364,21 @@ class Platform:
             db.session.refresh(txn)
         return txn
 
+    @staticmethod
+    def _close_unpaid(txn: SandboxTransaction) -> None:
+        """Close ``txn`` if it is still NOTPAY (a conditional UPDATE: a payment racing it wins), then reload it."""
+        db.session.execute(
+            update(SandboxTransaction)
+            .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
+            .values(trade_state="CLOSED", last_payer_result=None)
+        )
+        db.session.commit()
+        db.session.refresh(txn)
+
     def close_if_abandoned(self, txn: SandboxTransaction) -> None:
         """An order left unpaid for 7 days is closed by WeChat Pay itself (trade_state CLOSED)."""
         if txn.trade_state == "NOTPAY" and self.now() >= txn.created_at + UNPAID_CLOSE_AFTER:
-            db.session.execute(
-                update(SandboxTransaction)
-                .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
-                .values(trade_state="CLOSED", last_payer_result=None)
-            )
-            db.session.commit()
-            db.session.refresh(txn)
+            self._close_unpaid(txn)
 
     def find(self, mchid: str, out_trade_no: str) -> SandboxTransaction | None:
         return db.session.scalar(
@@ -459,13 +464,7 @@ class Platform:
         txn = self.find(merchant.mchid, out_trade_no)
         if txn is None:
             raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
-        db.session.execute(
-            update(SandboxTransaction)
-            .where(SandboxTransaction.id == txn.id, SandboxTransaction.trade_state == "NOTPAY")
-            .values(trade_state="CLOSED", last_payer_result=None)
-        )
-        db.session.commit()
-        db.session.refresh(txn)
+        self._close_unpaid(txn)
         if txn.trade_state in ("SUCCESS", "REFUND"):
             raise ApiFailure(400, self.settings.get("paid_code"), "订单已支付")
         # Closing an already-closed order answers 204 again, as the real API does ("关闭订单");
