@@ -25,6 +25,24 @@ def payment_row(app, out_trade_no: str) -> Payment:
         return db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
 
 
+def second_issued_attempt(server, order_no: str) -> tuple[str, int]:
+    """A second Native attempt of a pending order, issued at WeChat Pay beside the shop's own (as two
+    tabs or a race could): paying both makes a double payment. Returns its out_trade_no and amount."""
+    from datetime import timedelta
+
+    from storefront import gateway
+    from storefront.models import utcnow
+
+    with server.app.test_request_context(base_url=server.url):
+        row = db.session.scalar(select(Order).where(Order.order_no == order_no))
+        second = orders.start_payment(row, "native", 900, 20)
+        response = gateway.client().prepay_native(
+            description="second", out_trade_no=second.out_trade_no, amount_total=second.amount_total,
+            notify_url=gateway.notify_url(), time_expire=utcnow() + timedelta(minutes=10))
+        orders.payment_issued(second.id, response.data["code_url"])
+        return second.out_trade_no, second.amount_total
+
+
 def new_order(owner: str = "shopper-1", product_id: int = 1, quantity: int = 1) -> Order:
     """A pending order (inside an app context)."""
     return orders.create_order(owner, product_id, quantity)

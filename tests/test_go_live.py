@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from helpers import second_issued_attempt
 from sqlalchemy import func, select
 
 from conftest import CSRF_FIELD, LiveServer, Shopper, wait_for
@@ -418,14 +419,7 @@ def test_a_double_payment_refund_survives_a_failed_first_call(live_server, shopp
     app = live_server.app
     order = shopper.buy(product_id=2)
     first = shopper.start_native(order["order_no"])
-    with app.test_request_context(base_url=live_server.url):
-        row = db.session.scalar(select(Order).where(Order.order_no == order["order_no"]))
-        second = order_service.start_payment(row, "native", 900, 20)
-        response = gateway.client().prepay_native(
-            description="second", out_trade_no=second.out_trade_no, amount_total=second.amount_total,
-            notify_url=gateway.notify_url(), time_expire=utcnow() + timedelta(minutes=10))
-        order_service.payment_issued(second.id, response.data["code_url"])
-        second_no = second.out_trade_no
+    second_no, _amount = second_issued_attempt(live_server, order["order_no"])
     assert shopper.pay_in_simulator(first["out_trade_no"]).status_code == 200
     wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
 
@@ -469,14 +463,7 @@ def test_the_outbox_row_commits_with_the_double_payment(live_server, shopper):
     app = live_server.app
     order = shopper.buy(product_id=3)
     first = shopper.start_native(order["order_no"])
-    with app.test_request_context(base_url=live_server.url):
-        row = db.session.scalar(select(Order).where(Order.order_no == order["order_no"]))
-        second = order_service.start_payment(row, "native", 900, 20)
-        response = gateway.client().prepay_native(
-            description="second", out_trade_no=second.out_trade_no, amount_total=second.amount_total,
-            notify_url=gateway.notify_url(), time_expire=utcnow() + timedelta(minutes=10))
-        order_service.payment_issued(second.id, response.data["code_url"])
-        second_no, amount = second.out_trade_no, second.amount_total
+    second_no, amount = second_issued_attempt(live_server, order["order_no"])
     assert shopper.pay_in_simulator(first["out_trade_no"]).status_code == 200
     wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
     paid = requests.post(f"{live_server.url}/sandbox/control/pay",

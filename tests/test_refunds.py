@@ -7,20 +7,18 @@ REFUND.* notification handled as rigorously as a payment's; a double payment ref
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from helpers import second_issued_attempt
 from sqlalchemy import select
 
 from conftest import LiveServer, Shopper, wait_for
-from storefront import gateway
 from storefront.extensions import db
-from storefront.models import NotificationRecord, Order, Refund, utcnow
+from storefront.models import NotificationRecord, Order, Refund
 from storefront.sandbox import refunds as sandbox_refunds
 from storefront.sandbox.models import SandboxRefund
-from storefront.services import orders as order_service
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -252,15 +250,7 @@ def test_a_double_payment_is_refunded_once(live_server, shopper):
     """Two attempts of one order both paid: the second is refunded in full, automatically, once."""
     order = shopper.buy(product_id=2)
     first = shopper.start_native(order["order_no"])
-    app = live_server.app
-    with app.test_request_context(base_url=live_server.url):
-        row = db.session.scalar(select(Order).where(Order.order_no == order["order_no"]))
-        second = order_service.start_payment(row, "native", 900, 20)
-        response = gateway.client().prepay_native(
-            description="second", out_trade_no=second.out_trade_no, amount_total=second.amount_total,
-            notify_url=gateway.notify_url(), time_expire=utcnow() + timedelta(minutes=10))
-        order_service.payment_issued(second.id, response.data["code_url"])
-        second_no = second.out_trade_no
+    second_no, _amount = second_issued_attempt(live_server, order["order_no"])
     assert shopper.pay_in_simulator(first["out_trade_no"]).status_code == 200
     wait_for(lambda: shopper.order(order["order_no"])["status"] == "paid")
     assert shopper.pay_in_simulator(second_no, notify="duplicate:2").status_code == 200
