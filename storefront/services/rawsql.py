@@ -10,15 +10,21 @@ run on the cursor of the session's connection: same transaction, same commit.
 
 Only for statements whose whole input is given (no server defaults to read back); anything
 else goes through SQLAlchemy as usual.
+
+``DriverTransaction`` goes one step further for the notification's common case: the whole
+transaction on a pooled DBAPI connection, with no ORM session and no ``Connection`` around it
+(the session's autobegin, its connection checkout, commit and teardown cost a notification as
+much as its five statements together: bench/README.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.dml import Insert, Update
 
 
@@ -29,6 +35,19 @@ class _Compiled:
     processors: Mapping[str, Callable[[Any], Any]]
     fixed: Mapping[str, Any]  # values the statement itself carries (literals, IN lists)
     defaults: Mapping[str, Callable[[], Any]]  # Python-side column defaults of an INSERT
+
+
+class CursorSource(Protocol):
+    """Where a prepared statement runs: SQLAlchemy's ``Connection`` or a ``DriverTransaction``.
+
+    ``connection`` is the DBAPI connection (pooled), whose ``cursor()`` runs the statement.
+    """
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def connection(self) -> Any: ...
 
 
 class Prepared:
@@ -62,7 +81,7 @@ class Prepared:
         processors = {name: fn for name, fn in compiled._bind_processors.items() if fn is not None}
         return _Compiled(compiled.string, positional, processors, fixed, defaults)
 
-    def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+    def execute(self, connection: CursorSource, params: Mapping[str, Any]) -> Any:
         """Run on ``connection``'s DBAPI cursor (its open transaction). Returns the cursor,
         executed: ``rowcount``, and ``fetchone()`` for a ``RETURNING``."""
         dialect = connection.dialect
@@ -85,3 +104,45 @@ class Prepared:
         else:
             cursor.execute(compiled.sql, values)
         return cursor
+
+
+class DriverTransaction:
+    """One transaction on a pooled DBAPI connection of ``engine``: ``Prepared`` statements, then
+    ``commit`` (or ``rollback``); leaving the ``with`` block returns the connection to the pool,
+    rolled back unless committed.
+
+    On SQLite it begins with ``BEGIN IMMEDIATE`` as every transaction of the shop does
+    (``extensions._sqlite_begin_immediate``): the write lock first, so concurrent writers queue.
+    PostgreSQL's driver begins one implicitly at the first statement.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.dialect = engine.dialect
+        self._pooled = engine.raw_connection()
+        self.connection = self._pooled  # ``CursorSource``: its cursor() is the driver's
+        self.done = False
+        try:
+            if self.dialect.name == "sqlite":
+                self._pooled.driver_connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._pooled.close()
+            raise
+
+    def commit(self) -> None:
+        self._pooled.commit()
+        self.done = True
+
+    def rollback(self) -> None:
+        self._pooled.rollback()
+        self.done = True
+
+    def __enter__(self) -> DriverTransaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if not self.done:
+                self._pooled.rollback()
+        finally:
+            self._pooled.close()  # back to the pool
