@@ -216,7 +216,8 @@ class Recorder:
         except Exception:  # the record is a teaching aid: it must never fail a payment
             log.warning("flow record not written (%s)", values.get("kind"), exc_info=True)
 
-    def add(self, values: dict[str, Any], connection: rawsql.CursorSource | None = None) -> None:
+    def add(self, values: dict[str, Any], connection: rawsql.CursorSource | None = None, *,
+            opened: tuple[Mapping[str, Any], bytes] | None = None) -> None:
         """Add one message to the session's transaction (begun here if need be): it commits, or
         rolls back, with the caller's own work. One lock and one commit for both. Never raises.
 
@@ -227,7 +228,7 @@ class Recorder:
         if not self.keeps(_failed(values), values.get("out_trade_no") or str(values.get("order_id") or "")):
             return
         try:
-            values = self._bounded(values)
+            values = self._bounded(values, opened)
             # Begin now (if need be): the link's read and the insert run in this transaction.
             if connection is not None:
                 self._write(values, connection, raw=True)
@@ -243,11 +244,14 @@ class Recorder:
         except Exception:  # the record is a teaching aid: it must never fail a payment
             log.warning("flow record not added (%s)", row.get("kind"), exc_info=True)
 
-    def bounded(self, values: dict[str, Any]) -> dict[str, Any]:
-        """The row ``add`` would insert for ``values`` (redacted, bounded, packed)."""
-        return self._bounded(values)
+    def bounded(self, values: dict[str, Any], opened: tuple[Mapping[str, Any], bytes] | None = None,
+                ) -> dict[str, Any]:
+        """The row ``add`` would insert for ``values`` (redacted, bounded, packed). ``opened``: a
+        notification's JSON and plaintext, as its handler decrypted them (``fold_ciphertext``)."""
+        return self._bounded(values, opened)
 
-    def _bounded(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _bounded(self, values: dict[str, Any], opened: tuple[Mapping[str, Any], bytes] | None = None,
+                 ) -> dict[str, Any]:
         """The row to insert: columns redacted and bounded; headers that matter, bodies and
         checks redacted, bounded and packed into one ``payload`` (``flowcodec``)."""
         known = known_secrets(self.app)
@@ -282,12 +286,13 @@ class Recorder:
         # The canonical URL is the title's second half unless the title was cut: kept only then.
         if packed.get("canonical_url") and out.get("title") == f"{out.get('method')} {packed['canonical_url']}":
             del packed["canonical_url"]
-        self._fold(out, packed, known)
+        self._fold(out, packed, known, opened)
         out["payload"] = flowcodec.encode(packed)
         out["truncated"] = truncated
         return out
 
-    def _fold(self, out: dict[str, Any], packed: dict[str, Any], known: list[str]) -> None:
+    def _fold(self, out: dict[str, Any], packed: dict[str, Any], known: list[str],
+              opened: tuple[Mapping[str, Any], bytes] | None = None) -> None:
         """Cut from the record what the inspector rebuilds (``flowcodec``): the shop's own request
         signature, a notification's ciphertext (its plaintext kept instead), and the serial when
         it is the Wechatpay-Serial header."""
@@ -299,7 +304,7 @@ class Recorder:
         if direction == "in" and packed.get("request_body") and any(
                 c.get("name") == "decrypt" and c.get("ok") for c in packed.get("checks") or []):
             gw = self.app.extensions.get("wechatpay")  # it decrypted this body: its keys are loaded
-            folded = flowcodec.fold_ciphertext(packed["request_body"], gw.aes) if gw is not None else None
+            folded = flowcodec.fold_ciphertext(packed["request_body"], gw.aes, opened) if gw is not None else None
             # Only a plaintext with nothing to redact: the rebuilt ciphertext must be the one received.
             if folded is not None and redact(folded[1]["resource_plain"], known) == folded[1]["resource_plain"]:
                 packed["request_body"] = folded[0]
@@ -614,6 +619,9 @@ class NotificationTrace:
         self.verification = "failed"
         self.out_trade_no: str | None = None
         self.link: Link | None = None  # the order and attempt, when the handler already knows them
+        # The body's JSON and plaintext as verified and decrypted: the record folds the ciphertext
+        # out without opening it again (``flowcodec.fold_ciphertext``).
+        self.opened: tuple[Mapping[str, Any], bytes] | None = None
         # The record built ahead for the answer the handler expects (``prepare``): (status,
         # outcome, reason, checks it assumed, the row). Used only if the handler answers exactly that.
         self.prepared: tuple[int, str, str, list[dict[str, Any]], dict[str, Any]] | None = None
@@ -631,7 +639,7 @@ class NotificationTrace:
             for name, ok, detail in checks:
                 self.checks.add(name, ok, detail)
             assumed = list(self.checks.items)
-            row = rec.bounded(self.values(_Answer(status, outcome, "")))
+            row = rec.bounded(self.values(_Answer(status, outcome, "")), self.opened)
             self.prepared = (status, outcome, "", assumed, row)
         except Exception:  # the record never fails a notification: built later, the usual way
             log.warning("flow record not prepared", exc_info=True)
@@ -661,6 +669,7 @@ class NotificationTrace:
     def parsed(self, event: Notification) -> None:
         """The signature verified and the resource opened with the APIv3 key."""
         self.verification = "passed"
+        self.opened = (event.outer, event.plaintext) if event.plaintext else None
         for name in ("headers", "serial", "timestamp", "signature"):
             self.checks.add(name, True, event.verification.serial if name == "serial" else "")
         self.checks.add("decrypt", True, event.original_type)
@@ -830,7 +839,7 @@ def add_notification(trace: NotificationTrace, result: Any, connection: rawsql.C
             if row is not None:
                 rec.add_bounded(row, connection)  # built before the lock (``NotificationTrace.prepare``)
             else:
-                rec.add(trace.values(result), connection)
+                rec.add(trace.values(result), connection, opened=trace.opened)
     except Exception:
         log.warning("flow record of a notification failed", exc_info=True)
 
