@@ -609,7 +609,7 @@ class NotificationTrace:
 
     def __init__(self, headers: Mapping[str, str], body: bytes, received_at: datetime | None = None,
                  kind: str = "notify_payment", *, path: str = "/notify/wechatpay", url: str = "") -> None:
-        self.headers = headers
+        self.headers = _kept_request_headers(headers)  # all the record keeps of them
         self.path = path
         self.url = url
         self.body = body
@@ -720,6 +720,21 @@ class NotificationTrace:
         elif self.verification == "failed":
             compact(values)
         return values
+
+
+# The WSGI environ key of each header a record keeps, and the name werkzeug's Headers gives it.
+_ENVIRON_KEPT = {("CONTENT_TYPE" if name == "content-type" else "HTTP_" + name.upper().replace("-", "_")): name.title()
+                 for name in flowcodec.KEPT_HEADERS}
+
+
+def _kept_request_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``flowcodec.kept_headers`` of a request's headers, read straight from its WSGI environ
+    when it has one (werkzeug's ``EnvironHeaders``): iterating those builds every header's name."""
+    environ = getattr(headers, "environ", None)
+    if not isinstance(environ, dict):
+        return flowcodec.kept_headers(headers)
+    return {_ENVIRON_KEPT[key]: value for key, value in environ.items()
+            if key in _ENVIRON_KEPT and (value or key != "CONTENT_TYPE")}
 
 
 REFUSED_BODY_CHARS = 512  # what a refused, unsigned notification keeps of its body
