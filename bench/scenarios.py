@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from storefront.extensions import db
 from storefront.models import Order, OrderStatus, Payment, PaymentStatus, Product, utcnow
 from storefront.sandbox.models import SandboxTransaction
+from storefront.services import rawsql
 
 from . import DEFAULTS
 from .env import BenchError, Environment
@@ -92,12 +93,23 @@ class Meter:
 
     def __enter__(self) -> Meter:
         event.listen(Engine, "commit", self._on_commit)
+        # A notification's common case commits on the driver's connection, past SQLAlchemy's
+        # events (``rawsql.DriverTransaction``): counted here too.
+        self._driver_commit = rawsql.DriverTransaction.commit
+        meter, driver_commit = self, self._driver_commit
+
+        def counted(transaction: rawsql.DriverTransaction) -> None:
+            driver_commit(transaction)
+            meter._on_commit(transaction)
+
+        rawsql.DriverTransaction.commit = counted  # type: ignore[method-assign]
         self._cpu0 = time.process_time()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.cpu += time.process_time() - self._cpu0
         event.remove(Engine, "commit", self._on_commit)
+        rawsql.DriverTransaction.commit = self._driver_commit  # type: ignore[method-assign]
 
 
 def _segments(items: list, count: int) -> list[list]:
