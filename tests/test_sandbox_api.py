@@ -154,6 +154,15 @@ def test_a_native_order_is_one_commit_with_its_call_record(server, merchant):
     assert json.loads(call.response_body) == response.data and call.request_id == response.request_id
 
 
+def test_answers_are_a_machine_s_no_cookie_no_page_headers(merchant):
+    """WeChat Pay's API answers carry its own headers only: no session cookie, no page headers."""
+    answer = merchant.send("POST", NATIVE, json_body(merchant.order_body()),
+                           headers={"Cookie": "session=not-a-session"})
+    assert answer.status_code == 200
+    assert "Set-Cookie" not in answer.headers and "Content-Security-Policy" not in answer.headers
+    assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
 def test_query_notpay_then_success_after_payment(merchant):
     """NOTPAY omits the payment fields; SUCCESS carries transaction_id, success_time, payer and payer_total."""
     out_trade_no = new_out_trade_no()
