@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Insert, Table, insert
+from sqlalchemy import Connection, Insert, Table, insert, inspect
 from sqlalchemy.orm import make_transient_to_detached
 
 from .extensions import db
@@ -33,7 +33,8 @@ def insert_loaded(model: type[Model], values: Mapping[str, Any]) -> Model:
     """INSERT one ``model`` row in the session's transaction; the object, persistent and loaded.
 
     Columns left out get their Python-side default, as the ORM would give them. A column with a
-    server-side default only must be given (its value would have to be read back).
+    server-side default only must be given (its value would have to be read back). The model's
+    constructor is not called (as when a query loads a row): for models without one of their own.
     :raise IntegrityError: as the flush would (a unique column taken); the caller rolls back.
     """
     table = model.__table__  # type: ignore[attr-defined]
@@ -56,7 +57,10 @@ def insert_loaded(model: type[Model], values: Mapping[str, Any]) -> Model:
         statement = _INSERTS[table] = insert(table)
     result = connection(model).execute(statement, row)
     row.update(zip((column.key for column in table.primary_key), result.inserted_primary_key, strict=True))
-    instance = model(**row)
-    make_transient_to_detached(instance)  # every attribute loaded, none expired
+    # As a query loads a row: the values straight into the instance's dict, not through the
+    # constructor's attribute events (which would mark every column changed, only to be reset).
+    instance = inspect(model).class_manager.new_instance()
+    instance.__dict__.update(row)
+    make_transient_to_detached(instance)  # every column loaded, history reset; relationships load lazily
     db.session.add(instance)
     return instance
