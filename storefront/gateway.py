@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 
 from . import endpoints
 from .wechatpay import Client, Exchange, Notification, Verifier, aead
@@ -219,7 +219,11 @@ def shop_base_url() -> str:
     if not current_app.config["WECHATPAY_SANDBOX"]:
         raise RuntimeError("SHOP_BASE_URL is not set: production never derives URLs from the request")
     if has_request_context():
-        return request.host_url.rstrip("/")
+        # Asked several times per prepay (the API base, notify_url): werkzeug rebuilds it each time.
+        base = g.get("shop_base_url")
+        if base is None:
+            base = g.shop_base_url = request.host_url.rstrip("/")
+        return base
     return f"http://127.0.0.1:{current_app.config['PORT']}"
 
 

@@ -13,8 +13,10 @@ from flask import has_request_context, request
 # limiter's check (``ratelimit``), the locale selector (``i18n.select_locale``: the default
 # locale, whatever headers came); a session refresh should too. The
 # notification metrics (``health.count_notification``) are machine work: they stay.
-# (The simulator's own API under /sandbox is another app's concern; it is not listed here.)
-MACHINE_PATH_PREFIXES = ("/notify/",)
+# In simulator mode, the simulator's WeChat Pay API v3 and WeChat's server APIs (mounted at
+# /sandbox, ``sandbox.state.MOUNT``) are called by merchants' servers, the shop's own client
+# among them: no cookie, no reader either (WeChat Pay's own answers carry none of the page headers).
+MACHINE_PATH_PREFIXES = ("/notify/", "/sandbox/v3/", "/sandbox/sns/")
 
 
 def is_machine_path(path: str) -> bool:

@@ -154,6 +154,30 @@ def test_no_attempt_starts_on_a_finished_order(ctx, state, code):
     assert refused.value.code == code
 
 
+def test_a_started_attempt_is_what_was_written_and_nothing_is_read_back(ctx):
+    """The new attempt comes back loaded (defaults included) as the row stored it: reading it,
+    and the commit, send no statement (it is written with Core, not flushed)."""
+    from sqlalchemy import event
+
+    order = new_order()
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        payment = orders.start_payment(order, "native", 600, 10)
+        written = len(statements)
+        shown = {column.key: getattr(payment, column.key) for column in Payment.__table__.c}
+        db.session.commit()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert written == len(statements), statements[written:]
+    assert shown["status"] == PaymentStatus.CREATED and shown["refund_reserved"] == 0 and shown["created_at"]
+    assert shown["out_trade_no"] == f"{order.order_no}P01" and shown["amount_total"] == order.amount_total
+    db.session.expunge_all()
+    assert {column.key: getattr(db.session.get(Payment, payment.id), column.key)
+            for column in Payment.__table__.c} == shown
+
+
 def test_reuse_needs_time_left(ctx):
     order = new_order()
     short = open_attempt(order, ttl_seconds=5)

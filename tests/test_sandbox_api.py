@@ -21,7 +21,7 @@ from urllib3.util import SKIP_HEADER
 from conftest import LiveServer
 from storefront.extensions import db
 from storefront.models import utcnow
-from storefront.sandbox.models import SandboxTransaction
+from storefront.sandbox.models import SandboxApiCall, SandboxTransaction
 from storefront.wechatpay import APIError, Client, Verifier, keys, signing
 from storefront.wechatpay.client import json_body
 from storefront.wechatpay.times import format_time
@@ -128,6 +128,39 @@ def test_native_order_answers_a_verified_code_url(server, merchant):
     assert response.status == 200 and response.request_id
     assert response.exchange.verification is not None
     assert response.data["code_url"].startswith(server.url + "/sandbox/wxpay/bizpayurl?pr=")
+
+
+def test_a_native_order_is_one_commit_with_its_call_record(server, merchant):
+    """The new transaction and the call log's record of the call commit together, before the
+    answer leaves: one commit of the simulator's database per prepay."""
+    from sqlalchemy import event
+
+    with server.app.app_context():
+        engine = db.engines["sandbox"]
+    commits = []
+    listener = lambda connection: commits.append(connection)  # noqa: E731
+    out_trade_no = new_out_trade_no()
+    event.listen(engine, "commit", listener)
+    try:
+        response = merchant.prepay(out_trade_no)
+    finally:
+        event.remove(engine, "commit", listener)
+    assert len(commits) == 1
+    txn = transaction_row(server, out_trade_no)
+    assert response.data["code_url"].endswith(f"pr={txn.pay_token}") and txn.currency == "CNY"
+    with server.app.app_context():
+        call = db.session.scalars(select(SandboxApiCall).order_by(SandboxApiCall.id.desc())).first()
+    assert call.path == NATIVE and call.status == 200 and out_trade_no in call.request_body
+    assert json.loads(call.response_body) == response.data and call.request_id == response.request_id
+
+
+def test_answers_are_a_machine_s_no_cookie_no_page_headers(merchant):
+    """WeChat Pay's API answers carry its own headers only: no session cookie, no page headers."""
+    answer = merchant.send("POST", NATIVE, json_body(merchant.order_body()),
+                           headers={"Cookie": "session=not-a-session"})
+    assert answer.status_code == 200
+    assert "Set-Cookie" not in answer.headers and "Content-Security-Policy" not in answer.headers
+    assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
 
 
 def test_query_notpay_then_success_after_payment(merchant):

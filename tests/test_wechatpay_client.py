@@ -314,6 +314,24 @@ def test_request_headers(client, wechat):
     assert seen.auth["serial_no"] == MERCHANT_SERIAL
 
 
+def test_the_session_s_headers_and_cookies_are_sent_as_requests_would(keys, wechat, session):
+    """The client prepares each request itself: the session's own headers and cookies still go
+    out (a gateway in front of WeChat Pay may ask for them), the call's headers win over the
+    session's whatever their case, and the session's response hooks still run."""
+    wechat.answer("POST", NATIVE, 200, {"code_url": CODE_URL})
+    session.headers["X-Gateway"] = "edge-1"
+    session.headers["content-type"] = "text/plain"
+    session.cookies.set("route", "b7")
+    hooked = []
+    session.hooks["response"].append(lambda answer, **_kwargs: hooked.append(answer.status_code))
+    client = make_client(keys, wechat.base, session=session, timeout=5.0)
+    prepay(client)
+    [seen] = wechat.seen
+    assert seen.headers["X-Gateway"] == "edge-1" and seen.headers["Cookie"] == "route=b7"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["Accept"] == "application/json" and hooked == [200]
+
+
 def test_query_by_out_trade_no_signs_query_and_empty_body(client, wechat):
     """GET …/out-trade-no/X?mchid=…: the query is signed, the body line is empty (message ends \\n\\n)."""
     wechat.answer("GET", QUERY, 200, NOTPAY)

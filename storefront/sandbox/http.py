@@ -54,11 +54,15 @@ def authenticate_call(platform: Platform, call: calllog.CallRecord, body: bytes)
     return merchant
 
 
-def signed_answer(platform: Platform, call: calllog.CallRecord, status: int, data) -> Response:
-    """The answer signed as WeChat Pay signs it, recorded in the call log."""
+def signed_answer(platform: Platform, call: calllog.CallRecord, status: int, data, *,
+                  with_view: bool = False) -> Response:
+    """The answer signed as WeChat Pay signs it, recorded in the call log.
+
+    ``with_view``: the view succeeded; its writes commit with the call's record (one commit).
+    """
     # The answer's key follows the request's Wechatpay-Serial (the switch-over rule).
     payload, status, headers = platform.signed(status, data, request.headers.get("Wechatpay-Serial"))
-    calllog.record(call, status, payload, headers)
+    calllog.record(call, status, payload, headers, with_view=with_view)
     return Response(payload, status, headers)
 
 
@@ -78,8 +82,8 @@ def signed_api(view):
             merchant = authenticate_call(platform, call, body)
             status, data = view(platform, merchant, **kwargs)
         except ApiFailure as exc:
-            status, data = exc.status, exc.body()
-        return signed_answer(platform, call, status, data)
+            return signed_answer(platform, call, exc.status, exc.body())
+        return signed_answer(platform, call, status, data, with_view=True)
 
     return wrapper
 

@@ -18,8 +18,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 
+from .. import rows
 from ..extensions import db
 from ..wechatpay import aead, keys
 from ..wechatpay.client import json_body
@@ -52,6 +54,12 @@ PAYMENT_CODE_TYPES = ("MICROPAY",)  # the only orders whose queries may answer U
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 
+# Built once (a statement built per call costs more than running it): is this out_trade_no known?
+_EXISTING = select(SandboxTransaction.__table__.c.id).where(
+    SandboxTransaction.__table__.c.mchid == bindparam("mchid"),
+    SandboxTransaction.__table__.c.out_trade_no == bindparam("out_trade_no"))
+
+
 class ApiFailure(Exception):
     """An answer WeChat Pay gives in ``{"code","message","detail"}`` form."""
 
@@ -73,8 +81,13 @@ def param_error(field: str, issue: str, value: Any = None, location: str = "body
     return ApiFailure(400, "PARAM_ERROR", "参数错误", detail)
 
 
+_FOUR_BYTE_CHAR = re.compile(r"[\U00010000-\U0010FFFF]")
+# In raw JSON text, a 4-byte character is either itself or a \uD800-\uDBFF escape (its high surrogate).
+_FOUR_BYTE_IN_JSON = re.compile(r"[\U00010000-\U0010FFFF]|\\u[dD][89abAB]")
+
+
 def _has_four_byte_char(text: str) -> bool:
-    return any(ord(ch) > 0xFFFF for ch in text)
+    return _FOUR_BYTE_CHAR.search(text) is not None
 
 
 def four_byte_field(text: str) -> str | None:
@@ -83,6 +96,8 @@ def four_byte_field(text: str) -> str | None:
     Checked on the parsed values: ``ensure_ascii`` JSON (the wechatpayv3 SDK's) spells an emoji
     as a ``\\ud83d\\ude00`` escape that a scan of the raw text misses. "" if only unparsable text has one.
     """
+    if _FOUR_BYTE_IN_JSON.search(text) is None:
+        return None  # neither such a character nor its escape: no value can hold one
     try:
         data = json.loads(text) if text else None
     except ValueError:
@@ -318,28 +333,31 @@ class Platform:
         }
 
     def _create_or_resubmit(self, merchant: Merchant, trade_type: str, fields: dict[str, Any]) -> SandboxTransaction:
-        existing = self.find(merchant.mchid, fields["out_trade_no"])
-        if existing is not None:
-            return self._resubmit(existing, trade_type, fields)
+        """A new transaction, written in the open transaction: it commits with the call's record
+        (``http.signed_answer``), before the answer leaves. An ``out_trade_no`` seen before is a
+        re-submission (``_resubmit``)."""
+        existing_id = rows.connection(SandboxTransaction).execute(
+            _EXISTING, {"mchid": merchant.mchid, "out_trade_no": fields["out_trade_no"]}).scalar()
+        if existing_id is not None:  # read whole only now: most prepays are new
+            return self._resubmit(db.session.get_one(SandboxTransaction, existing_id), trade_type, fields)
         now = self.now()
-        txn = SandboxTransaction(
-            mchid=merchant.mchid, trade_type=trade_type, created_at=now,
-            code_expires_at=now + CODE_URL_LIFETIME, trade_state="NOTPAY",
-            pay_token="".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10)),
-            appid=fields["appid"], out_trade_no=fields["out_trade_no"], description=fields["description"],
-            notify_url=fields["notify_url"], amount_total=fields["amount_total"], attach=fields["attach"],
-            time_expire=fields["time_expire"], fingerprint=fields["fingerprint"],
-        )
-        db.session.add(txn)
         try:
-            db.session.commit()
-        except Exception:
+            # Core, not the ORM's unit of work: a prepay is the simulator's hottest write.
+            return rows.insert_loaded(SandboxTransaction, {
+                "mchid": merchant.mchid, "trade_type": trade_type, "created_at": now,
+                "code_expires_at": now + CODE_URL_LIFETIME, "trade_state": "NOTPAY",
+                "pay_token": "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10)),
+                "appid": fields["appid"], "out_trade_no": fields["out_trade_no"], "description": fields["description"],
+                "notify_url": fields["notify_url"], "amount_total": fields["amount_total"], "attach": fields["attach"],
+                "time_expire": fields["time_expire"], "fingerprint": fields["fingerprint"],
+            })
+        except IntegrityError:
+            # The same out_trade_no created by a concurrent call: this one is its re-submission.
             db.session.rollback()
             existing = self.find(merchant.mchid, fields["out_trade_no"])
             if existing is None:
                 raise
             return self._resubmit(existing, trade_type, fields)
-        return txn
 
     def _resubmit(self, txn: SandboxTransaction, trade_type: str, fields: dict[str, Any]) -> SandboxTransaction:
         # Same parameters again: the current URL; anything changed: "201 商户订单号重复".

@@ -341,7 +341,7 @@ class Recorder:
     @staticmethod
     def link(out_trade_no: str, connection: Connection | None = None) -> Link:
         """The order and attempt an ``out_trade_no`` belongs to (unknown: both None)."""
-        return _link(_LINK_PAYMENT, {"out_trade_no": out_trade_no}, connection)
+        return _known_link(out_trade_no) or _link(_LINK_PAYMENT, {"out_trade_no": out_trade_no}, connection)
 
     @staticmethod
     def link_refund(out_refund_no: str) -> Link:
@@ -395,7 +395,8 @@ def _ride_along(session: Session) -> None:
         return
     recorder = current_app.extensions.get("flowlog")
     for values in g.pop(_PENDING):
-        recorder.add(values)
+        # On the driver's cursor of the connection about to commit (``rawsql``): same transaction.
+        recorder.add(values, session.connection())
 
 
 def _write_pending(_exc: BaseException | None = None) -> None:
@@ -412,6 +413,21 @@ def _write_pending(_exc: BaseException | None = None) -> None:
     recorder = current_app.extensions.get("flowlog")
     for values in pending:
         recorder.record(values)
+
+
+_LINKS = "flowlog_links"  # flask.g: out_trade_no -> Link, for attempts the request holds loaded
+
+
+def known_attempt(out_trade_no: str, order_id: int, payment_id: int) -> None:
+    """Say which order and attempt ``out_trade_no`` is, for the records of this app context's
+    calls about it: the caller holds them loaded, so no query links the record."""
+    if has_app_context():
+        g.setdefault(_LINKS, {})[out_trade_no] = Link(order_id, payment_id)
+
+
+def _known_link(out_trade_no: str) -> Link | None:
+    links = g.get(_LINKS) if has_app_context() else None
+    return links.get(out_trade_no) if links else None
 
 
 # Built once: a notification's record links by it on every call.

@@ -20,6 +20,7 @@ from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from .. import rows
 from ..errors import ShopError
 from ..extensions import db
 from ..i18n import N_, _, to_source
@@ -123,13 +124,18 @@ def _order_by_key(owner: str, key: str) -> Order | None:
     return db.session.scalar(select(Order).where(Order.owner == owner, Order.idempotency_key == key))
 
 
+# Built once: statements run on every checkout (building one costs more than running it).
+_OWNED_ORDER = select(Order).where(Order.order_no == bindparam("order_no")).options(lazyload("*"))
+_ATTEMPTS = select(Payment).where(Payment.order_id == bindparam("order_id")).order_by(Payment.id.desc())
+
+
 def owned_order(order_no: str, owner: str | None) -> Order:
     """The order if this shopper owns it. :raise OrderError: 404 otherwise, never 403.
 
     Its attempts, events and refunds load when first read (most callers read none, or one),
     not three ``selectin`` queries up front.
     """
-    order = db.session.scalar(select(Order).where(Order.order_no == order_no).options(lazyload("*")))
+    order = db.session.scalar(_OWNED_ORDER, {"order_no": order_no})
     if order is None or owner is None or not secrets.compare_digest(order.owner, owner):
         raise OrderError("ORDER_NOT_FOUND", _("订单不存在"), 404)
     return order
@@ -204,7 +210,7 @@ def reusable_payment(order: Order, method: str, min_remaining_seconds: float | N
 
 def attempts(order_id: int) -> list[Payment]:
     """Every attempt of the order, newest first: one query serves reuse, closing and numbering."""
-    return list(db.session.scalars(select(Payment).where(Payment.order_id == order_id).order_by(Payment.id.desc())))
+    return list(db.session.scalars(_ATTEMPTS, {"order_id": order_id}))
 
 
 def reusable_among(known: list[Payment], method: str, min_remaining_seconds: float | None = None) -> Payment | None:
@@ -240,16 +246,16 @@ def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int
         count = db.session.scalar(select(func.count()).where(Payment.order_id == order.id)) or 0
     if count >= max_attempts:
         raise OrderError("TOO_MANY_ATTEMPTS", _("支付尝试次数过多，请重新下单"), 409)
-    payment = Payment(
-        order_id=order.id,
-        out_trade_no=f"{order.order_no}P{count + 1:02d}",
-        method=method,
-        status=PaymentStatus.CREATED,
-        amount_total=order.amount_total,
-        expires_at=utcnow().replace(microsecond=0) + timedelta(seconds=ttl_seconds),
-    )
-    db.session.add(payment)
     try:
+        # Written with Core and kept as loaded (``rows``): the ORM's flush would cost more than the row.
+        payment = rows.insert_loaded(Payment, {
+            "order_id": order.id,
+            "out_trade_no": f"{order.order_no}P{count + 1:02d}",
+            "method": str(method),
+            "status": str(PaymentStatus.CREATED),
+            "amount_total": order.amount_total,
+            "expires_at": utcnow().replace(microsecond=0) + timedelta(seconds=ttl_seconds),
+        })
         db.session.commit()
     except IntegrityError:
         # Another request started an attempt with the same number at the same moment.
@@ -264,13 +270,20 @@ def payment_issued(payment_id: int, code_url: str | None, **issued: object) -> b
     A Core UPDATE on the table (the caller holds the row: ``issued_locally`` tells it what was
     written, without reading it back).
     """
-    table = Payment.__table__
-    changed = db.session.execute(
-        update(table).where(table.c.id == payment_id, table.c.status == str(PaymentStatus.CREATED))
-        .values(status=str(PaymentStatus.NOTPAY), code_url=code_url, **issued)
-    ).rowcount == 1
+    columns = ("code_url", *sorted(issued))
+    statement = _ISSUED.get(columns)
+    if statement is None:  # one per scene's set of columns, built once
+        table = Payment.__table__
+        statement = _ISSUED[columns] = (
+            update(table).where(table.c.id == bindparam("payment_id"), table.c.status == str(PaymentStatus.CREATED))
+            .values(status=str(PaymentStatus.NOTPAY), **{name: bindparam(name) for name in columns}))
+    changed = rows.connection(Payment).execute(
+        statement, {"payment_id": payment_id, "code_url": code_url, **issued}).rowcount == 1
     db.session.commit()
     return changed
+
+
+_ISSUED: dict[tuple[str, ...], Any] = {}
 
 
 def issued_locally(payment: Payment, code_url: str | None, **issued: object) -> None:

@@ -106,6 +106,7 @@ def start_attempt(order: Order, scene: Scene, context: Context) -> Payment:
     payment = orders.start_payment(order, scene.method, config["PAYMENT_TTL_SECONDS"],
                                    config["MAX_ATTEMPTS_PER_ORDER"], count=len(known))
     description = describe(order)
+    flowlog.known_attempt(payment.out_trade_no, order.id, payment.id)  # the call's record: linked, no query
     if scene.method == PaymentMethod.MINIPROGRAM:
         flowlog.adopt_logins(order.id, order.owner)  # the wx.login exchange that gave this openid
     try:
