@@ -30,9 +30,12 @@ STAGES = [
     ("the view", "notify/views.py", "payment"),
     ("verify + decrypt (parse_notification)", "wechatpay/notify.py", "parse_notification"),
     ("  RSA verify", "wechatpay/verify.py", "verify_signature"),
-    ("apply the payment (orders.apply_payment)", "services/orders.py", "apply_payment"),
-    ("flow record (flowlog.add_notification)", "services/flowlog.py", "add_notification"),
-    ("commit (flush and COMMIT)", "sqlalchemy/orm/scoping.py", "commit"),
+    ("checks, apply and record in one transaction (notifications._commit_common_case)", "services/notifications.py",
+     "_commit_common_case"),
+    ("  apply the payment (orders.apply_payment_common)", "services/orders.py", "apply_payment_common"),
+    ("  flow record's insert (flowlog.add_notification)", "services/flowlog.py", "add_notification"),
+    ("  COMMIT", "services/rawsql.py", "commit"),
+    ("flow record's build, before the lock (NotificationTrace.prepare)", "services/flowlog.py", "prepare"),
 ]
 
 

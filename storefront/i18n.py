@@ -169,6 +169,8 @@ def js_strings() -> dict[str, str]:
 
 def remember_choice(response: Response) -> Response:
     """``?lang=`` is remembered in a cookie; pages vary by the reader's language."""
+    if is_machine_endpoint():
+        return response  # no reader, no page: the default locale whatever came (``select_locale``)
     chosen = g.get("lang_chosen")
     if chosen and request.cookies.get(LANG_COOKIE) != LANGUAGES[chosen][0]:
         response.set_cookie(LANG_COOKIE, LANGUAGES[chosen][0], max_age=LANG_COOKIE_MAX_AGE,

@@ -320,3 +320,22 @@ def test_docs_images_exist_and_every_explanation_links_to_a_real_section(client)
                 assert f'id="{info.anchor}"' in text, f"{language}/{info.doc}#{info.anchor}"
     assert client.get("/docs/..%2Fsecret").status_code == 404
     assert client.get("/docs/nope").status_code == 404
+
+
+def test_a_notification_keeps_the_same_headers_read_from_the_wsgi_environ():
+    """The record reads a request's kept headers straight from its WSGI environ: the same names,
+    values and order as iterating werkzeug's headers would give."""
+    from werkzeug.datastructures import EnvironHeaders
+    from werkzeug.test import EnvironBuilder
+
+    from storefront.services import flowcodec
+
+    sent = {"Wechatpay-Signature": "c2ln", "Request-ID": "r-1", "User-Agent": "Mozilla/5.0",
+            "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048", "Wechatpay-Serial": "PUB_KEY_ID_0",
+            "Wechatpay-Timestamp": "1764536400", "Wechatpay-Nonce": "n0nce", "Authorization": "x", "X-Other": ""}
+    environ = EnvironBuilder(path="/notify/wechatpay", method="POST", headers=sent, data=b"{}",
+                             content_type="application/json").get_environ()
+    headers = EnvironHeaders(environ)
+    expected = flowcodec.kept_headers(headers)
+    assert list(flowlog.NotificationTrace(headers, b"{}").headers.items()) == list(expected.items())
+    assert "User-Agent" not in expected and expected["Request-Id"] == "r-1"

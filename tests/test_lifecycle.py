@@ -89,6 +89,23 @@ def checkout(shopper: Shopper) -> tuple[str, str]:
 # -- lost notifications ----------------------------------------------------------------------------
 
 
+
+def test_a_payment_applied_by_an_english_page_keeps_its_note_in_the_source_language(serve):
+    """Pages translate stored notes on display (``|tr``): a note stored in the reader's language
+    would show English to every Chinese reader of the order's history."""
+    server, shopper = serve()
+    order_no, out_trade_no = checkout(shopper)
+    assert shopper.pay_in_simulator(out_trade_no, notify="drop").status_code == 200
+
+    # The English checkout page's poll applies the payment (an active query).
+    poll = f"{server.url}/api/orders/{order_no}?lang=en"
+    assert wait_for(lambda: shopper.http.get(poll, timeout=10).json()["status"] == "paid")
+    paid = [e for e in history(server.app, order_no) if e.to_status == "paid" and e.from_status == "pending"]
+    assert [(e.cause, e.note) for e in paid] == [("query", "微信支付确认收款")]
+    page = shopper.http.get(f"{server.url}/orders/{order_no}?lang=en", timeout=10).text
+    assert "WeChat Pay" in html.unescape(page) and "微信支付确认收款" not in page
+
+
 def test_dropped_notification_is_recovered_by_the_pages_active_query(serve):
     server, shopper = serve()
     order_no, out_trade_no = checkout(shopper)

@@ -238,6 +238,24 @@ def test_notification_opens_no_session_and_sets_no_cookie(server, wechatpay, pen
         assert not is_machine_endpoint()
 
 
+def test_flow_record_of_an_applied_notification_rebuilds_the_body_as_received(server, wechatpay, pending):
+    """The record keeps the decrypted resource instead of the ciphertext (the handler's own
+    plaintext, not a second decryption) and shows the inspector the very bytes WeChat Pay sent."""
+    body = wechatpay.body(wechatpay.resource(pending["out_trade_no"], pending["amount_total"]))
+    assert post_notification(server.url, body, wechatpay.headers(body)).status_code == 204
+    with server.app.app_context():
+        from storefront.models import ProtocolMessage
+        from storefront.services import flowlog
+
+        row = db.session.scalars(select(ProtocolMessage).where(
+            ProtocolMessage.out_trade_no == pending["out_trade_no"], ProtocolMessage.direction == "in")).one()
+        ciphertext = json.loads(body)["resource"]["ciphertext"]
+        assert ciphertext not in row.request_body and "cipher_at" in row.fields
+        assert json.loads(row.fields["resource_plain"])["out_trade_no"] == pending["out_trade_no"]
+        assert flowlog.shown_request_body(row) == body.decode("utf-8")
+        db.session.rollback()
+
+
 def test_flow_record_of_a_repeat_says_duplicate_not_what_was_expected(server, wechatpay, pending):
     """The record built ahead of the write lock (for "applied") is used only when the answer is
     that: a repeat's record says "duplicate", each linked to its order, each with every check."""

@@ -124,14 +124,22 @@ def _layout(fields: Mapping[str, Any]) -> bytes:
         if name == "checks":
             value = [[c.get("name"), c.get("ok"), c.get("detail") or ""] for c in value]
         data[key] = value
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") if data else b""
+    return _JSON.encode(data).encode("utf-8") if data else b""
+
+
+# json.dumps with these options would build a new encoder at every message.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 # Part of the stored format (tests/test_flowcodec.py pins its digest): never edit the samples.
 DICTIONARY_V1 = b"".join(_layout(sample) for sample in _SAMPLES)
 
 
-_PRIMED = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
+# An 8 KB window (wbits 13) holds the whole dictionary and any one message; memLevel 6 sizes the
+# hash tables for messages of a few KB. Every message copies this primed state: zlib's default
+# (32 KB window, memLevel 8) is about 256 KB to copy, these 64 KB, for the same output size
+# (DEFLATE's window is a compressor's choice: any decoder with a 32 KB window reads the stream).
+_PRIMED = zlib.compressobj(6, zlib.DEFLATED, -13, 6, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
 
 
 def encode(fields: Mapping[str, Any]) -> bytes:
@@ -200,16 +208,19 @@ def verify_message(headers: Mapping[str, str], body: str) -> str:
 # APIv3 key or the merchant key changed).
 
 
-def fold_ciphertext(body: str, aes: AESGCM) -> tuple[str, dict[str, Any]] | None:
+def fold_ciphertext(body: str, aes: AESGCM, opened: tuple[Mapping[str, Any], bytes] | None = None,
+                    ) -> tuple[str, dict[str, Any]] | None:
     """A notification body without its resource's ciphertext, and the fields that rebuild it.
 
+    ``opened``: the body's JSON and its resource's plaintext, when the caller has just verified
+    and decrypted this very body (``Notification.outer``, ``.plaintext``): not done again.
     None if the resource does not open with ``aes``, or its Base64 is not written canonically.
     """
     try:
-        resource = json.loads(body)["resource"]
+        resource = (opened[0] if opened is not None else json.loads(body))["resource"]
         nonce, ciphertext = resource["nonce"], resource["ciphertext"]
         associated = resource.get("associated_data") or ""
-        plain = aead.decrypt(aes, nonce, ciphertext, associated)
+        plain = opened[1] if opened is not None else aead.decrypt(aes, nonce, ciphertext, associated)
         # Re-encrypting gives the same bytes back; only their Base64 text must be the canonical one.
         if base64.b64encode(base64.b64decode(ciphertext)).decode("ascii") != ciphertext:
             return None

@@ -22,7 +22,7 @@ from sqlalchemy.orm.util import identity_key
 
 from ..errors import ShopError
 from ..extensions import db
-from ..i18n import _, to_source
+from ..i18n import N_, _, to_source
 from ..models import (
     OPEN_PAYMENT_STATUSES,
     Order,
@@ -310,13 +310,8 @@ def apply_payment(
     # The common case is one statement: the open attempt, with this very amount, becomes paid.
     # Core statements run on the session's connection (same transaction), past the ORM layer.
     connection = db.session.connection()
-    # On the driver's cursor (``rawsql``): the statement compiled once, no result object.
-    cursor = _PAY_OPEN_ATTEMPT_RAW.execute(connection, {
-        "out_trade_no_": out_trade_no, "amount_": amount_total, "transaction_id_": transaction_id,
-        "paid_at_": paid_at, "payer_total_": payer_total})
-    rows = cursor.fetchall()  # all: SQLite finishes an UPDATE … RETURNING only once it is read out
-    cursor.close()
-    row = rows[0] if rows else None
+    row = _pay_open_attempt(connection, out_trade_no, transaction_id=transaction_id, amount_total=amount_total,
+                            paid_at=paid_at, payer_total=payer_total)
     late = False
     if row is not None:
         payment_id, order_id = row
@@ -343,30 +338,19 @@ def apply_payment(
     if on_applied is not None:
         on_applied(order_id, payment_id)
     ref = wechat_ref or transaction_id
-    # pending → paid (TRANSITIONS), as ``transition`` would, with a statement built once.
-    cursor = _PAY_PENDING_ORDER_RAW.execute(connection, {"order_id_": order_id, "paid_at_": paid_at,
-                                                         "review_": late})
-    moved = cursor.rowcount == 1
-    cursor.close()
-    if moved:
-        note = _("微信支付确认收款") if not late else _("已关闭的支付尝试被支付，已标记复核")
-        _ADD_EVENT_RAW.execute(connection, {
-            "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": str(OrderStatus.PENDING),
-            "to_status": str(OrderStatus.PAID), "cause": cause, "note": str(note)[:200],
-            "wechat_ref": ref}).close()
-        # The one line per payment event (record_event's, on this fast path): the attempt names the order.
-        events_log.info("payment %s: pending -> paid cause=%s ref=%s", out_trade_no, cause, ref)
+    if _pay_pending_order(connection, order_id, payment_id, out_trade_no, paid_at=paid_at, cause=cause, ref=ref,
+                          late=late):
         outcome = PaymentOutcome.LATE if late else PaymentOutcome.APPLIED
     elif transition(order_id, OrderStatus.CLOSED, OrderStatus.PAID, paid_at=paid_at, needs_review=True):
         record_event(order_id, payment_id, OrderStatus.CLOSED, OrderStatus.PAID, cause,
-                _("订单关闭后收到付款，已标记复核"), ref)
+                N_("订单关闭后收到付款，已标记复核"), ref)
         outcome = PaymentOutcome.LATE
     else:
         # Already paid through another attempt: a double payment, to be refunded.
         db.session.execute(update(Order).where(Order.id == order_id).values(needs_review=True))
         status = db.session.scalar(select(Order.status).where(Order.id == order_id))
         record_event(order_id, payment_id, status, status, cause,
-                _("重复支付：该订单已通过另一笔支付完成，需退款"), ref)
+                N_("重复支付：该订单已通过另一笔支付完成，需退款"), ref)
         # The refund is written with the payment, in this transaction: it cannot be lost (an
         # outbox row; services/refund_outbox.py sends it until WeChat Pay confirms).
         _enqueue_double_payment_refund(payment_id)
@@ -399,6 +383,60 @@ _PAY_OPEN_ATTEMPT_RAW = rawsql.Prepared(
 _PAY_PENDING_ORDER_RAW = rawsql.Prepared(_PAY_PENDING_ORDER, ("order_id_", "paid_at_", "review_"))
 _ADD_EVENT_RAW = rawsql.Prepared(_ADD_EVENT, ("order_id", "payment_id", "at", "from_status", "to_status", "cause",
                                               "note", "wechat_ref"))
+
+
+def _pay_open_attempt(target: rawsql.CursorSource, out_trade_no: str, *, transaction_id: str,
+                      amount_total: int | None, paid_at: datetime,
+                      payer_total: int | None) -> tuple[int, int] | None:
+    """The open attempt ``out_trade_no``, with this very amount, becomes paid: (its id, its
+    order's id), or None if no such open attempt (unknown, another amount, paid, closed)."""
+    # On the driver's cursor (``rawsql``): the statement compiled once, no result object.
+    cursor = _PAY_OPEN_ATTEMPT_RAW.execute(target, {
+        "out_trade_no_": out_trade_no, "amount_": amount_total, "transaction_id_": transaction_id,
+        "paid_at_": paid_at, "payer_total_": payer_total})
+    rows = cursor.fetchall()  # all: SQLite finishes an UPDATE … RETURNING only once it is read out
+    cursor.close()
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def _pay_pending_order(target: rawsql.CursorSource, order_id: int, payment_id: int, out_trade_no: str, *,
+                       paid_at: datetime, cause: str, ref: str, late: bool) -> bool:
+    """pending → paid (``TRANSITIONS``), as ``transition`` and ``record_event`` would, with statements
+    built once; False (nothing written) if the order is not pending."""
+    cursor = _PAY_PENDING_ORDER_RAW.execute(target, {"order_id_": order_id, "paid_at_": paid_at, "review_": late})
+    moved = cursor.rowcount == 1
+    cursor.close()
+    if not moved:
+        return False
+    # Stored in the source language whoever's request applied it (pages translate it: ``|tr``).
+    note = N_("已关闭的支付尝试被支付，已标记复核") if late else N_("微信支付确认收款")
+    _ADD_EVENT_RAW.execute(target, {
+        "order_id": order_id, "payment_id": payment_id, "at": utcnow(), "from_status": str(OrderStatus.PENDING),
+        "to_status": str(OrderStatus.PAID), "cause": cause, "note": note, "wechat_ref": ref}).close()
+    # The one line per payment event (record_event's, on this fast path): the attempt names the order.
+    events_log.info("payment %s: pending -> paid cause=%s ref=%s", out_trade_no, cause, ref)
+    return True
+
+
+def apply_payment_common(target: rawsql.CursorSource, out_trade_no: str, *, transaction_id: str,
+                         amount_total: int | None, paid_at: datetime, cause: str, wechat_ref: str | None = None,
+                         payer_total: int | None = None) -> tuple[int, int] | None:
+    """``apply_payment``'s common case alone, on ``target``'s open transaction (a notification's
+    ``rawsql.DriverTransaction``: no ORM session): the open attempt with this very amount and its
+    pending order become paid. Returns (order id, attempt id).
+
+    None when it is any other case: the attempt may then have been updated, so the caller rolls
+    back and applies the payment with ``apply_payment``'s full rules instead.
+    """
+    ids = _pay_open_attempt(target, out_trade_no, transaction_id=transaction_id, amount_total=amount_total,
+                            paid_at=paid_at, payer_total=payer_total)
+    if ids is None:
+        return None
+    payment_id, order_id = ids
+    if not _pay_pending_order(target, order_id, payment_id, out_trade_no, paid_at=paid_at, cause=cause,
+                              ref=wechat_ref or transaction_id, late=False):
+        return None
+    return order_id, payment_id
 
 
 def _enqueue_double_payment_refund(payment_id: int) -> Refund | None:

@@ -18,7 +18,7 @@ from ..i18n import _
 from ..models import Order, OrderStatus, Payment, PaymentStatus, utcnow
 from ..wechatpay import APIError, Transaction, WeChatPayError
 from ..wechatpay.times import parse_time
-from . import notifications, orders, refunds, wechat
+from . import notifications, orders, rawsql, refunds, wechat
 from .orders import OrderError, PaymentOutcome
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,21 @@ class PaymentNotifications:
         assert isinstance(transaction, Transaction)
         amount = f"{transaction.amount_total} / {transaction.amount_total}"
         return str(PaymentOutcome.APPLIED), [("amount", True, amount)]
+
+    def apply_common(self, received: notifications.Received, target: rawsql.CursorSource) -> str | None:
+        """The common case on the notification's own driver transaction: an open attempt with this
+        very amount and its pending order become paid. None: any other case (``apply`` decides)."""
+        transaction = received.state["transaction"]
+        assert isinstance(transaction, Transaction)
+        linked = orders.apply_payment_common(
+            target, transaction.out_trade_no, transaction_id=transaction.transaction_id or "",
+            amount_total=transaction.amount_total, paid_at=_paid_at(transaction), cause="notify",
+            wechat_ref=received.event.id, payer_total=transaction.payer_total)
+        if linked is None:
+            return None
+        received.trace.linked(*linked)
+        received.trace.check("amount", True, f"{transaction.amount_total} / {transaction.amount_total}")
+        return str(PaymentOutcome.APPLIED)
 
     def apply(self, received: notifications.Received) -> str:
         transaction = received.state["transaction"]

@@ -10,25 +10,46 @@ run on the cursor of the session's connection: same transaction, same commit.
 
 Only for statements whose whole input is given (no server defaults to read back); anything
 else goes through SQLAlchemy as usual.
+
+``DriverTransaction`` goes one step further for the notification's common case: the whole
+transaction on a pooled DBAPI connection, with no ORM session and no ``Connection`` around it
+(the session's autobegin, its connection checkout, commit and teardown cost a notification as
+much as its five statements together: bench/README.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.dml import Insert, Update
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    positional: tuple[str, ...] | None  # parameter order for qmark/format drivers; None: named
-    processors: Mapping[str, Callable[[Any], Any]]
-    fixed: Mapping[str, Any]  # values the statement itself carries (literals, IN lists)
-    defaults: Mapping[str, Callable[[], Any]]  # Python-side column defaults of an INSERT
+    positional: bool  # qmark/format drivers take a tuple in ``plan`` order; else a dict
+    # One entry per parameter the SQL takes, in its order: (name, the statement's own value or
+    # _MISSING, the column's Python-side default or None, the bind processor or None).
+    plan: tuple[tuple[str, Any, Callable[[], Any] | None, Callable[[Any], Any] | None], ...]
+
+
+class CursorSource(Protocol):
+    """Where a prepared statement runs: SQLAlchemy's ``Connection`` or a ``DriverTransaction``.
+
+    ``connection`` is the DBAPI connection (pooled), whose ``cursor()`` runs the statement.
+    """
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def connection(self) -> Any: ...
 
 
 class Prepared:
@@ -44,8 +65,9 @@ class Prepared:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(self.keys))
         if "POSTCOMPILE" in compiled.string:
             raise ValueError("an expanding IN cannot be prepared: write it as OR-ed comparisons")
-        fixed = {name: value for name, value in compiled.construct_params(_check=False).items()
-                 if name not in self.keys and value is not None}
+        binds = compiled.construct_params(_check=False)
+        # Values the statement itself carries (literals, IN lists), unless the caller gives them.
+        fixed = {name: value for name, value in binds.items() if name not in self.keys and value is not None}
         defaults: dict[str, Callable[[], Any]] = {}
         table = getattr(self.statement, "table", None)
         if isinstance(self.statement, Insert) and table is not None:
@@ -58,30 +80,74 @@ class Prepared:
                     defaults[key] = (lambda fn: lambda: fn(None))(default.arg)
                 elif default.is_scalar:
                     defaults[key] = (lambda value: lambda: value)(default.arg)
-        positional = tuple(compiled.positiontup) if compiled.positional else None
         processors = {name: fn for name, fn in compiled._bind_processors.items() if fn is not None}
-        return _Compiled(compiled.string, positional, processors, fixed, defaults)
+        names = tuple(compiled.positiontup) if compiled.positional else tuple(dict.fromkeys((*binds, *self.keys)))
+        plan = tuple((name, fixed.get(name, _MISSING), defaults.get(name), processors.get(name)) for name in names)
+        return _Compiled(compiled.string, bool(compiled.positional), plan)
 
-    def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+    def execute(self, connection: CursorSource, params: Mapping[str, Any]) -> Any:
         """Run on ``connection``'s DBAPI cursor (its open transaction). Returns the cursor,
         executed: ``rowcount``, and ``fetchone()`` for a ``RETURNING``."""
         dialect = connection.dialect
         compiled = self._by_dialect.get(dialect.name)
         if compiled is None:
             compiled = self._by_dialect[dialect.name] = self._compile(dialect)
-        values = dict(compiled.fixed)
-        values.update(params)
-        for name, default in compiled.defaults.items():
-            if name not in values:
-                values[name] = default()
-        for name in self.keys:
-            values.setdefault(name, None)
-        for name, process in compiled.processors.items():
-            if name in values and values[name] is not None:
-                values[name] = process(values[name])
+        # One pass over the statement's parameters (a notification runs five statements, the
+        # flow record's with two dozen columns): given, else the statement's, else the default.
+        get = params.get
+        values = []
+        for name, fixed, default, process in compiled.plan:
+            value = get(name, _MISSING)
+            if value is _MISSING:
+                value = fixed if fixed is not _MISSING else default() if default is not None else None
+            if process is not None and value is not None:
+                value = process(value)
+            values.append(value)
         cursor = connection.connection.cursor()
-        if compiled.positional is not None:
-            cursor.execute(compiled.sql, tuple(values[name] for name in compiled.positional))
-        else:
+        if compiled.positional:
             cursor.execute(compiled.sql, values)
+        else:
+            cursor.execute(compiled.sql, {entry[0]: value for entry, value in zip(compiled.plan, values)})
         return cursor
+
+
+class DriverTransaction:
+    """One transaction on a pooled DBAPI connection of ``engine``: ``Prepared`` statements, then
+    ``commit`` (or ``rollback``); leaving the ``with`` block returns the connection to the pool,
+    rolled back unless committed.
+
+    On SQLite it begins with ``BEGIN IMMEDIATE`` as every transaction of the shop does
+    (``extensions._sqlite_begin_immediate``): the write lock first, so concurrent writers queue.
+    PostgreSQL's driver begins one implicitly at the first statement.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.dialect = engine.dialect
+        self._pooled = engine.raw_connection()
+        self.connection = self._pooled  # ``CursorSource``: its cursor() is the driver's
+        self.done = False
+        try:
+            if self.dialect.name == "sqlite":
+                self._pooled.driver_connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._pooled.close()
+            raise
+
+    def commit(self) -> None:
+        self._pooled.commit()
+        self.done = True
+
+    def rollback(self) -> None:
+        self._pooled.rollback()
+        self.done = True
+
+    def __enter__(self) -> DriverTransaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if not self.done:
+                self._pooled.rollback()
+        finally:
+            self._pooled.close()  # back to the pool

@@ -83,6 +83,7 @@ class Notification:
     resource: dict[str, Any]
     verification: Verification
     outer: dict[str, Any] = field(repr=False, compare=False)
+    plaintext: bytes = field(default=b"", repr=False, compare=False)  # the resource as decrypted
 
     def transaction(self) -> Transaction:
         """The payment inside a ``TRANSACTION.*`` notification."""
@@ -126,6 +127,7 @@ def parse_notification(
             resource=decrypted,
             verification=verification,
             outer=outer,
+            plaintext=plaintext,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NotificationError(f"not a WeChat Pay notification: {exc}") from exc
