@@ -233,9 +233,10 @@ class ProtocolMessage(db.Model):
         # Only the few messages waiting for an order have an owner: the others get no index entry.
         Index("ix_protocol_messages_owner", "owner", postgresql_where=text("owner IS NOT NULL"),
               sqlite_where=text("owner IS NOT NULL")),
-        # Retention deletes by age, once a day: on PostgreSQL a BRIN index (the least and greatest
-        # ``at`` of each range of pages, PostgreSQL's "BRIN Indexes") is enough, a few pages for
-        # the whole table, where a B-tree gains an entry per message. SQLite has no BRIN: a B-tree.
+        # Retention deletes by age, at most hourly: on PostgreSQL a BRIN index (the least and
+        # greatest ``at`` of each range of pages, PostgreSQL's "BRIN Indexes") is enough, a few
+        # pages for the whole table, where a B-tree gains an entry per message. SQLite has no
+        # BRIN: a B-tree there.
         Index("ix_protocol_messages_at", "at", postgresql_using="brin"),
     )
 
