@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, bindparam, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -30,6 +30,14 @@ class PaymentStatus(enum.StrEnum):
 
 
 OPEN_PAYMENT_STATUSES = (PaymentStatus.CREATED, PaymentStatus.NOTPAY)
+
+# The partial indexes' conditions (bench/README.md, "Database bytes"): only the rows the jobs look for
+# get an entry, so a paid order or attempt adds none. A query uses such an index only if its WHERE repeats
+# the condition with the same constants, in the same order: SQLite's planner matches the terms as written
+# (SQLite's "Partial Indexes", section 2), and PostgreSQL's cannot prove it from a bound parameter.
+_PENDING_ORDER = text("status = 'pending'")
+_OPEN_PAYMENT = text("status IN ('created', 'notpay')")
+_HAS_KEY = text("idempotency_key IS NOT NULL")
 
 ORDER_LABELS = {
     OrderStatus.PENDING: _l("待支付"),
@@ -63,16 +71,23 @@ class Product(db.Model):
 
 class Order(db.Model):
     __tablename__ = "orders"  # ORDER is an SQL keyword
-    __table_args__ = (Index("ix_orders_owner_idempotency_key", "owner", "idempotency_key", unique=True),)
+    __table_args__ = (
+        # The only lookup by owner names a key too; an order made without one (the JSON API's
+        # default) is never looked up by it, and NULL keys never collide: no entry for it.
+        Index("ix_orders_owner_idempotency_key", "owner", "idempotency_key", unique=True,
+              postgresql_where=_HAS_KEY, sqlite_where=_HAS_KEY),
+        # Pending orders by age, for the close-expired job: paid and closed orders have no entry.
+        Index("ix_orders_pending_created", "created_at", postgresql_where=_PENDING_ORDER, sqlite_where=_PENDING_ORDER),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     order_no: Mapped[str] = mapped_column(String(32), unique=True)
-    owner: Mapped[str] = mapped_column(String(64), index=True)  # the browser session's shopper id
+    owner: Mapped[str] = mapped_column(String(64))  # the browser session's shopper id
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     product_name: Mapped[str] = mapped_column(String(80))  # as sold, even if the catalog changes
     quantity: Mapped[int]
     unit_price: Mapped[int]  # fen
     amount_total: Mapped[int]  # fen
-    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING)
     needs_review: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[datetime | None]
@@ -93,6 +108,12 @@ class Order(db.Model):
     @property
     def status_label(self) -> str:
         return ORDER_LABELS.get(OrderStatus(self.status), self.status)
+
+    @classmethod
+    def is_pending_clause(cls):
+        """``status = 'pending'`` with the constant in the SQL: the WHERE term that lets a query use
+        ``ix_orders_pending_created``."""
+        return cls.status == bindparam("pending_status", OrderStatus.PENDING.value, literal_execute=True)
 
 
 class Payment(db.Model):
@@ -125,11 +146,20 @@ class Payment(db.Model):
 
     order: Mapped[Order] = relationship(back_populates="payments")
 
-    __table_args__ = (Index("ix_payments_status_expires", "status", "expires_at"),)
+    # Open attempts by deadline, for the close-expired and reconcile jobs: a paid or closed attempt has no entry.
+    __table_args__ = (Index("ix_payments_open_expires", "expires_at", postgresql_where=_OPEN_PAYMENT,
+                            sqlite_where=_OPEN_PAYMENT),)
 
     @property
     def status_label(self) -> str:
         return PAYMENT_LABELS.get(PaymentStatus(self.status), self.status)
+
+    @classmethod
+    def is_open_clause(cls):
+        """``status IN ('created', 'notpay')`` with the constants in the SQL: the WHERE term that lets a
+        query use ``ix_payments_open_expires``."""
+        return cls.status.in_(bindparam("open_statuses", [status.value for status in OPEN_PAYMENT_STATUSES],
+                                        expanding=True, literal_execute=True))
 
     @property
     def is_open(self) -> bool:
@@ -163,7 +193,7 @@ class NotificationRecord(db.Model):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     notification_id: Mapped[str | None] = mapped_column(String(64))
     event_type: Mapped[str | None] = mapped_column(String(32))
-    out_trade_no: Mapped[str | None] = mapped_column(String(32), index=True)
+    out_trade_no: Mapped[str | None] = mapped_column(String(32))  # shown, never looked up: no index
     outcome: Mapped[str] = mapped_column(String(16))  # applied, duplicate, ignored, rejected
     reason: Mapped[str] = mapped_column(String(200), default="")
     http_status: Mapped[int]
@@ -181,7 +211,7 @@ class ProtocolMessage(db.Model):
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
     out_trade_no: Mapped[str | None] = mapped_column(String(64))  # read by order_id: no index to keep
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # when it started (retention)
+    at: Mapped[datetime] = mapped_column(default=utcnow)  # when it started (retention: ix_protocol_messages_at)
     direction: Mapped[str] = mapped_column(String(8))  # out (shop asks), in (shop is told), browser
     kind: Mapped[str] = mapped_column(String(32))  # prepay_native, query, close, notify_payment, qr_shown, ...
     title: Mapped[str] = mapped_column(String(120))
@@ -197,7 +227,18 @@ class ProtocolMessage(db.Model):
     elapsed_ms: Mapped[int | None]
     truncated: Mapped[bool] = mapped_column(default=False)  # a field was cut to the size bound
     # A WeChat login (jscode2session) made before any order: the shopper whose next order adopts it.
-    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    owner: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        # Only the few messages waiting for an order have an owner: the others get no index entry.
+        Index("ix_protocol_messages_owner", "owner", postgresql_where=text("owner IS NOT NULL"),
+              sqlite_where=text("owner IS NOT NULL")),
+        # Retention deletes by age, at most hourly: on PostgreSQL a BRIN index (the least and
+        # greatest ``at`` of each range of pages, PostgreSQL's "BRIN Indexes") is enough, a few
+        # pages for the whole table, where a B-tree gains an entry per message. SQLite has no
+        # BRIN: a B-tree there.
+        Index("ix_protocol_messages_at", "at", postgresql_using="brin"),
+    )
 
     @property
     def fields(self) -> dict:

@@ -1,5 +1,7 @@
 """The Alembic migrations build exactly the schema the models describe, in both databases."""
 
+import re
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
@@ -21,6 +23,34 @@ def _differences(app) -> dict[str, list]:
 def test_migrated_schema_matches_the_models(app):
     """init applies the migrations; nothing in the models is missing from them, nor extra."""
     assert _differences(app) == {"shop": [], "sandbox": []}
+
+
+def _index_definitions(connection) -> dict[str, str]:
+    if connection.dialect.name == "sqlite":
+        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    else:
+        query = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+    return {name: definition.lower() for name, definition in connection.exec_driver_sql(query).all()}
+
+
+def test_migrated_partial_indexes_keep_their_conditions(app):
+    """The comparison above ignores an index's WHERE and access method: a partial index built
+    without its condition would hold every row again, and the jobs' queries would not use it."""
+    keywords = {"in", "is", "not", "null", "and"}
+    with app.app_context():
+        engine = db.engines[None]
+        dialect = engine.dialect.name
+        indexes = [index for table in db.metadatas[None].tables.values() for index in table.indexes]
+        with engine.connect() as connection:
+            found = _index_definitions(connection)
+    partial = [index for index in indexes if index.dialect_options[dialect].get("where") is not None]
+    assert {index.name for index in partial} >= {"ix_orders_pending_created", "ix_payments_open_expires"}
+    for index in partial:
+        condition = found[index.name].split(" where ", 1)[1]
+        words = set(re.findall(r"[a-z_]+", str(index.dialect_options[dialect]["where"]).lower())) - keywords
+        assert all(word in condition for word in words), (index.name, condition)
+    if dialect == "postgresql":
+        assert "using brin" in found["ix_protocol_messages_at"]
 
 
 def test_init_is_idempotent_and_downgrade_returns_to_empty(app):

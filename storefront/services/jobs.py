@@ -11,7 +11,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from ..extensions import db
-from ..models import OPEN_PAYMENT_STATUSES, Order, OrderStatus, Payment, utcnow
+from ..models import Order, Payment, utcnow
 from ..wechatpay import WeChatPayError
 from . import orders, payments, refunds
 
@@ -38,7 +38,7 @@ def _by_id(statement: Select, id_column: InstrumentedAttribute[int]) -> Iterator
 def close_expired() -> tuple[int, int]:
     """Close attempts past ``time_expire`` + grace at WeChat Pay, then locally; close their orders."""
     cutoff = utcnow() - timedelta(seconds=current_app.config["CLOSE_GRACE_SECONDS"])
-    due = select(Payment).where(Payment.status.in_(OPEN_PAYMENT_STATUSES), Payment.expires_at < cutoff)
+    due = select(Payment).where(Payment.is_open_clause(), Payment.expires_at < cutoff)
     closed = paid = 0
     for payment in _by_id(due, Payment.id):
         order_id, out_trade_no = payment.order_id, payment.out_trade_no
@@ -54,7 +54,7 @@ def close_expired() -> tuple[int, int]:
     # Pending orders whose attempts all ended (failed ones included), or that never started
     # one within a payment lifetime, close too.
     abandoned = cutoff - timedelta(seconds=current_app.config["PAYMENT_TTL_SECONDS"])
-    stale = select(Order.id).where(Order.status == OrderStatus.PENDING, Order.created_at < abandoned)
+    stale = select(Order.id).where(Order.is_pending_clause(), Order.created_at < abandoned)
     for order_id in _by_id(stale, Order.id):
         if not orders.open_payments(order_id):
             latest = db.session.scalar(select(Payment.expires_at).where(Payment.order_id == order_id)
@@ -67,7 +67,7 @@ def close_expired() -> tuple[int, int]:
 def reconcile() -> tuple[int, int]:
     """Query attempts still open after a while; a payment whose notification was lost is applied."""
     cutoff = utcnow() - timedelta(seconds=current_app.config["RECONCILE_AFTER_SECONDS"])
-    due = select(Payment).where(Payment.status.in_(OPEN_PAYMENT_STATUSES), Payment.created_at < cutoff)
+    due = select(Payment).where(Payment.is_open_clause(), Payment.created_at < cutoff)
     checked = paid = 0
     for payment in _by_id(due, Payment.id):
         checked += 1
