@@ -62,6 +62,9 @@ class PaymentOutcome(enum.StrEnum):
     DOUBLE = "double"  # the order was already paid through another attempt: flagged for refund
 
 
+ORDER_NO_DRAWS = 5  # a number is taken again only by an order made in the same second: one in a million
+
+
 def new_order_no() -> str:
     """``SF`` + Beijing time + 6 random digits: sortable, readable on a phone call."""
     local = datetime.now(BEIJING).strftime("%Y%m%d%H%M%S")
@@ -86,27 +89,24 @@ def create_order(owner: str, product_id: object, quantity: object, idempotency_k
     product = db.session.get(Product, product_id)
     if product is None or not product.active:
         raise OrderError("PRODUCT_NOT_FOUND", _("商品不存在"), 404)
-    order = Order(
-        order_no=new_order_no(),
-        owner=owner,
-        product_id=product.id,
-        product_name=product.name,
-        quantity=quantity,
-        unit_price=product.price_total,
-        amount_total=product.price_total * quantity,
-        status=OrderStatus.PENDING,
-        idempotency_key=key,
-    )
-    db.session.add(order)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        # The same key racing in on another thread or worker: the unique index let one through.
-        db.session.rollback()
-        earlier = _order_by_key(owner, key) if key else None
-        if earlier is None:
-            raise
-        return earlier
+    values = {"owner": owner, "product_id": product.id, "product_name": product.name, "quantity": quantity,
+              "unit_price": product.price_total, "amount_total": product.price_total * quantity,
+              "status": OrderStatus.PENDING, "idempotency_key": key}
+    for draw in range(ORDER_NO_DRAWS):
+        order = Order(order_no=new_order_no(), **values)
+        db.session.add(order)
+        try:
+            db.session.flush()
+            break
+        except IntegrityError:
+            db.session.rollback()
+            # The same key racing in on another thread or worker: the unique index let one through.
+            earlier = _order_by_key(owner, key) if key else None
+            if earlier is not None:
+                return earlier
+            # Else two orders drew the same number in the same second: draw another.
+            if draw == ORDER_NO_DRAWS - 1:
+                raise
     record_event(order.id, None, "", OrderStatus.PENDING, "shopper", _("下单"))
     db.session.commit()
     return order
