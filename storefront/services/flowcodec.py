@@ -208,8 +208,11 @@ def verify_message(headers: Mapping[str, str], body: str) -> str:
 # APIv3 key or the merchant key changed).
 
 
-def fold_ciphertext(body: str, aes: AESGCM, opened: tuple[Mapping[str, Any], bytes] | None = None,
-                    ) -> tuple[str, dict[str, Any]] | None:
+# A notification's body as its handler verified and decrypted it: the outer JSON and the plaintext.
+Opened = tuple[Mapping[str, Any], bytes]
+
+
+def fold_ciphertext(body: str, aes: AESGCM, opened: Opened | None = None) -> tuple[str, dict[str, Any]] | None:
     """A notification body without its resource's ciphertext, and the fields that rebuild it.
 
     ``opened``: the body's JSON and its resource's plaintext, when the caller has just verified

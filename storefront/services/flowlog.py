@@ -118,7 +118,7 @@ def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str]) -> bool:
         # dict before the Mapping ABC: an ABC check costs a notification's record microseconds each.
         if isinstance(value, str):
             parts.append(value)
-        elif isinstance(value, dict) or isinstance(value, Mapping):
+        elif isinstance(value, dict | Mapping):
             for name, text in value.items():
                 parts.append(name)
                 parts.append(text)
@@ -217,7 +217,7 @@ class Recorder:
             log.warning("flow record not written (%s)", values.get("kind"), exc_info=True)
 
     def add(self, values: dict[str, Any], connection: rawsql.CursorSource | None = None, *,
-            opened: tuple[Mapping[str, Any], bytes] | None = None) -> None:
+            opened: flowcodec.Opened | None = None) -> None:
         """Add one message to the session's transaction (begun here if need be): it commits, or
         rolls back, with the caller's own work. One lock and one commit for both. Never raises.
 
@@ -244,14 +244,12 @@ class Recorder:
         except Exception:  # the record is a teaching aid: it must never fail a payment
             log.warning("flow record not added (%s)", row.get("kind"), exc_info=True)
 
-    def bounded(self, values: dict[str, Any], opened: tuple[Mapping[str, Any], bytes] | None = None,
-                ) -> dict[str, Any]:
+    def bounded(self, values: dict[str, Any], opened: flowcodec.Opened | None = None) -> dict[str, Any]:
         """The row ``add`` would insert for ``values`` (redacted, bounded, packed). ``opened``: a
         notification's JSON and plaintext, as its handler decrypted them (``fold_ciphertext``)."""
         return self._bounded(values, opened)
 
-    def _bounded(self, values: dict[str, Any], opened: tuple[Mapping[str, Any], bytes] | None = None,
-                 ) -> dict[str, Any]:
+    def _bounded(self, values: dict[str, Any], opened: flowcodec.Opened | None = None) -> dict[str, Any]:
         """The row to insert: columns redacted and bounded; headers that matter, bodies and
         checks redacted, bounded and packed into one ``payload`` (``flowcodec``)."""
         known = known_secrets(self.app)
@@ -292,7 +290,7 @@ class Recorder:
         return out
 
     def _fold(self, out: dict[str, Any], packed: dict[str, Any], known: list[str],
-              opened: tuple[Mapping[str, Any], bytes] | None = None) -> None:
+              opened: flowcodec.Opened | None = None) -> None:
         """Cut from the record what the inspector rebuilds (``flowcodec``): the shop's own request
         signature, a notification's ciphertext (its plaintext kept instead), and the serial when
         it is the Wechatpay-Serial header."""
@@ -637,7 +635,7 @@ class NotificationTrace:
         self.link: Link | None = None  # the order and attempt, when the handler already knows them
         # The body's JSON and plaintext as verified and decrypted: the record folds the ciphertext
         # out without opening it again (``flowcodec.fold_ciphertext``).
-        self.opened: tuple[Mapping[str, Any], bytes] | None = None
+        self.opened: flowcodec.Opened | None = None
         # The record built ahead for the answer the handler expects (``prepare``): (status,
         # outcome, reason, checks it assumed, the row). Used only if the handler answers exactly that.
         self.prepared: tuple[int, str, str, list[dict[str, Any]], dict[str, Any]] | None = None
@@ -709,7 +707,7 @@ class NotificationTrace:
         """The record's columns, with what the shop answered (``result``: a ``NotifyResult``)."""
         self.checks.add("outcome", result.status < 300, f"HTTP {result.status} {result.outcome} {result.reason}".strip())
         text = self.body.decode("utf-8", "replace")
-        kept = flowcodec.kept_headers(self.headers)  # the rest would be dropped anyway
+        kept = self.headers  # only the kept ones (``_kept_request_headers``)
         values = {
             "out_trade_no": self.out_trade_no,
             "at": self.received_at,

@@ -137,40 +137,26 @@ class PaymentNotifications:
 
     def expected(self, received: notifications.Received) -> tuple[str, list[tuple[str, bool, str]]]:
         """What ``apply`` most often ends with: applied, the amount check passed (as it notes it)."""
-        transaction = received.state["transaction"]
-        assert isinstance(transaction, Transaction)
-        amount = f"{transaction.amount_total} / {transaction.amount_total}"
-        return str(PaymentOutcome.APPLIED), [("amount", True, amount)]
+        return str(PaymentOutcome.APPLIED), [("amount", True, _same_amount(_transaction(received)))]
 
     def apply_common(self, received: notifications.Received, target: rawsql.CursorSource) -> str | None:
         """The common case on the notification's own driver transaction: an open attempt with this
         very amount and its pending order become paid. None: any other case (``apply`` decides)."""
-        transaction = received.state["transaction"]
-        assert isinstance(transaction, Transaction)
-        linked = orders.apply_payment_common(
-            target, transaction.out_trade_no, transaction_id=transaction.transaction_id or "",
-            amount_total=transaction.amount_total, paid_at=_paid_at(transaction), cause="notify",
-            wechat_ref=received.event.id, payer_total=transaction.payer_total)
+        transaction = _transaction(received)
+        linked = orders.apply_payment_common(target, transaction.out_trade_no, **_applied(received, transaction))
         if linked is None:
             return None
         received.trace.linked(*linked)
-        received.trace.check("amount", True, f"{transaction.amount_total} / {transaction.amount_total}")
+        received.trace.check("amount", True, _same_amount(transaction))
         return str(PaymentOutcome.APPLIED)
 
     def apply(self, received: notifications.Received) -> str:
-        transaction = received.state["transaction"]
-        assert isinstance(transaction, Transaction)
+        transaction = _transaction(received)
         try:
             outcome = orders.apply_payment(
-                transaction.out_trade_no,
-                transaction_id=transaction.transaction_id or "",
-                amount_total=transaction.amount_total,
-                paid_at=_paid_at(transaction),
-                cause="notify",
-                wechat_ref=received.event.id,
+                transaction.out_trade_no, **_applied(received, transaction),
                 # The flow record links to the attempt this updated: no query to find it again.
                 on_applied=lambda order_id, payment_id: received.trace.linked(order_id, payment_id),
-                payer_total=transaction.payer_total,
             )  # committed by notifications.record with the records: one commit, atomic
         except OrderError:
             # No such attempt, or another amount: show what was compared.
@@ -180,12 +166,30 @@ class PaymentNotifications:
                                  f"{transaction.amount_total} / {expected if expected is not None else '?'}")
             raise
         # apply_payment accepted the amount: it equals the attempt's.
-        received.trace.check("amount", True, f"{transaction.amount_total} / {transaction.amount_total}")
+        received.trace.check("amount", True, _same_amount(transaction))
         return str(outcome)
 
     def after(self, received: notifications.Received, outcome: str) -> None:
         if outcome == PaymentOutcome.DOUBLE and received.out_trade_no:
             refunds.refund_double_payment(received.out_trade_no)
+
+
+def _transaction(received: notifications.Received) -> Transaction:
+    transaction = received.state["transaction"]  # put there by ``check``
+    assert isinstance(transaction, Transaction)
+    return transaction
+
+
+def _applied(received: notifications.Received, transaction: Transaction) -> dict[str, object]:
+    """What a payment notification applies, for ``orders.apply_payment`` and its common case alike."""
+    return {"transaction_id": transaction.transaction_id or "", "amount_total": transaction.amount_total,
+            "paid_at": _paid_at(transaction), "cause": "notify", "wechat_ref": received.event.id,
+            "payer_total": transaction.payer_total}
+
+
+def _same_amount(transaction: Transaction) -> str:
+    """The amount check's detail when the notified amount is the attempt's ("notified / attempt's")."""
+    return f"{transaction.amount_total} / {transaction.amount_total}"
 
 
 PAYMENT_NOTIFICATIONS = PaymentNotifications()

@@ -123,22 +123,21 @@ class DriverTransaction:
 
     def __init__(self, engine: Engine) -> None:
         self.dialect = engine.dialect
-        self._pooled = engine.raw_connection()
-        self.connection = self._pooled  # ``CursorSource``: its cursor() is the driver's
+        self.connection = engine.raw_connection()  # ``CursorSource``: pooled, its cursor() is the driver's
         self.done = False
         try:
             if self.dialect.name == "sqlite":
-                self._pooled.driver_connection.execute("BEGIN IMMEDIATE")
+                self.connection.driver_connection.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self._pooled.close()
+            self.connection.close()
             raise
 
     def commit(self) -> None:
-        self._pooled.commit()
+        self.connection.commit()
         self.done = True
 
     def rollback(self) -> None:
-        self._pooled.rollback()
+        self.connection.rollback()
         self.done = True
 
     def __enter__(self) -> DriverTransaction:
@@ -148,6 +147,6 @@ class DriverTransaction:
                  tb: TracebackType | None) -> None:
         try:
             if not self.done:
-                self._pooled.rollback()
+                self.connection.rollback()
         finally:
-            self._pooled.close()  # back to the pool
+            self.connection.close()  # back to the pool
