@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from conftest import module_server
+from conftest import module_server, wait_for
 from merchant_backends import Backend
 from storefront.extensions import db
 from storefront.sandbox.models import SandboxNotification
@@ -139,11 +139,16 @@ def test_a_registered_merchants_jsapi_and_h5_orders_are_paid_and_notified(shop, 
     assert code == 200 and "h5_url" in json.loads(message), message
     assert pay(shop, h5_no, kit["mchid"]).status_code == 200
 
+    def notifications_of(out_trade_no: str) -> list[dict]:
+        return requests.get(shop.url + "/sandbox/control/notifications",
+                            params={"out_trade_no": out_trade_no, "mchid": kit["mchid"]}, timeout=10).json()["notifications"]
+
     for out_trade_no in (jsapi_no, h5_no):
         assert backend.wait_paid(out_trade_no)["transaction_id"]
-        listed = requests.get(shop.url + "/sandbox/control/notifications",
-                              params={"out_trade_no": out_trade_no, "mchid": kit["mchid"]}, timeout=10).json()
-        (notification,) = listed["notifications"]
+        # The backend marks the order paid before its 204 reaches the simulator, which records the
+        # delivery only then: wait for that record, not just for the backend.
+        wait_for(lambda no=out_trade_no: [n for n in notifications_of(no) if n["state"] != "pending"])
+        (notification,) = notifications_of(out_trade_no)
         assert notification["state"] == "delivered" and notification["notify_url"] == backend.url + "/notify"
     trade_types = {n["out_trade_no"]: n["trade_type"] for n in backend.notifications}  # decrypted resources
     assert trade_types[jsapi_no] == "JSAPI" and trade_types[h5_no] == "MWEB"
