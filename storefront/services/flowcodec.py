@@ -109,9 +109,16 @@ _SIGNATURE = re.compile(r'(signature=")([^"]*)(")')
 _AUTH_PARAM = re.compile(r'([a-z_]+)="([^"]*)"')
 
 
-def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+class KeptHeaders(dict):
+    """Headers ``kept_headers`` already filtered: a record takes them as they are."""
+
+
+def kept_headers(headers: Mapping[str, str]) -> KeptHeaders:
     """The headers a record keeps (names as sent)."""
-    return {str(name): str(value) for name, value in headers.items() if str(name).lower() in KEPT_HEADERS}
+    if type(headers) is KeptHeaders:
+        return headers
+    return KeptHeaders({str(name): str(value) for name, value in headers.items()
+                        if str(name).lower() in KEPT_HEADERS})
 
 
 def _layout(fields: Mapping[str, Any]) -> bytes:
