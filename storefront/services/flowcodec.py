@@ -129,7 +129,8 @@ def _layout(fields: Mapping[str, Any]) -> bytes:
         if value is None or value == "" or value == {} or value == []:
             continue
         if name == "checks":
-            value = [[c.get("name"), c.get("ok"), c.get("detail") or ""] for c in value]
+            value = [[c["name"], c["ok"], c["detail"] or ""] if len(c) == 3 else
+                     [c.get("name"), c.get("ok"), c.get("detail") or ""] for c in value]
         data[key] = value
     return _JSON.encode(data).encode("utf-8") if data else b""
 

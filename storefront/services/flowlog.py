@@ -713,7 +713,7 @@ class NotificationTrace:
                 value and len(value) >= 8 and value in text for value in known):
             return None
         _retention, limit = _settings(rec.app)
-        if (len(self.url) > 512 or max(len(t) for t in texts) > limit or len(title) > _COLUMN_LENGTHS["title"]
+        if (len(self.url) > 512 or max(map(len, texts)) > limit or len(title) > _COLUMN_LENGTHS["title"]
                 or len(self.out_trade_no or "") > _COLUMN_LENGTHS["out_trade_no"]
                 or any(name.lower() in _SECRET_HEADERS for name in headers)):
             return None
