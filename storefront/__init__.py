@@ -164,6 +164,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     from . import api, catalog, checkout, commands, endpoints, errors, gateway, notify, web
 
+    # WeChat Pay's notifications, served without Flask's request dispatch (innermost: what
+    # wraps the app, ProxyFix included, applies to them too).
+    app.wsgi_app = notify.NotificationLane(app, app.wsgi_app)  # type: ignore[method-assign]
     if app.config["PROXY_FIX_X_FOR"] > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

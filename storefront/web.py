@@ -6,7 +6,7 @@ import hmac
 import secrets
 from datetime import datetime, timezone
 
-from flask import Flask, Request, Response, abort, has_request_context, request, session
+from flask import Flask, Request, Response, abort, g, has_app_context, has_request_context, request, session
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from . import i18n
@@ -66,7 +66,9 @@ def shopper_id(create: bool = False) -> str | None:
 def request_origin() -> str:
     """What made the shop call WeChat Pay, for the flow record: a page's poll, a page or form, else a job."""
     if not has_request_context():
-        return "job"
+        # A notification served without a request context (``notify.views.NotificationLane``)
+        # says which it was; anything else outside a request is a job.
+        return g.get("flow_origin", "job") if has_app_context() else "job"
     if request.method == "GET" and request.path.startswith("/api/orders/"):
         return "poll"
     return f"{request.method} {request.path}"[:120]

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from conftest import LiveServer, Shopper, wait_for
 from storefront.extensions import db
-from storefront.models import NotificationRecord, Order, OrderEvent, Payment, utcnow
+from storefront.models import NotificationRecord, Order, OrderEvent, Payment, ProtocolMessage, utcnow
 from storefront.services import orders
 from storefront.wechatpay import aead, keys, signing
 from storefront.wechatpay.notify import build_notification
@@ -354,17 +354,20 @@ def failing_once_server(make_app):
     app = make_app(SANDBOX_NOTIFIER=True)
     lock = threading.Lock()
     failed: list[str] = []
+    inner = app.wsgi_app
 
-    @app.before_request
-    def fail_first_notification():
-        if request.method == "POST" and request.path == "/notify/wechatpay":
+    def fail_first_notification(environ, start_response):
+        # In front of the whole app (notifications are not dispatched by Flask: NotificationLane).
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/notify/wechatpay":
             with lock:
                 if not failed:
-                    failed.append(request.path)
-                    return {"code": "FAIL", "message": "injected failure"}, 500
-        return None
+                    failed.append(environ["PATH_INFO"])
+                    start_response("500 INTERNAL SERVER ERROR", [("Content-Type", "application/json")])
+                    return [b'{"code":"FAIL","message":"injected failure"}']
+        return inner(environ, start_response)
 
-    server = LiveServer(app)  # the hook is in place before the first request is served
+    app.wsgi_app = fail_first_notification
+    server = LiveServer(app)  # in place before the first request is served
     yield server
     server.stop()
 
@@ -448,6 +451,13 @@ def test_second_paid_attempt_is_recorded_as_double_payment(live_server, shopper)
         assert db.session.scalar(select(func.count()).select_from(Payment).where(Payment.status == "paid")) == 2
     outcomes = [r.outcome for r in records(app) if r.out_trade_no in (first_attempt, second_attempt)]
     assert outcomes[:2] == ["applied", "double"]
+    # The refund call made while answering the notification says what made it (no request context:
+    # the notification lane's origin), not "job".
+    with app.app_context():
+        calls = db.session.scalars(select(ProtocolMessage).where(
+            ProtocolMessage.order_id == order.id, ProtocolMessage.direction == "out",
+            ProtocolMessage.kind.like("refund%"))).all()
+        assert calls and {call.origin for call in calls} == {"POST /notify/wechatpay"}
 
 
 @pytest.mark.parametrize("base, path", [
@@ -461,4 +471,83 @@ def test_the_recorded_url_is_the_requests_own(app, base, path):
     from storefront.notify.views import _request_url
 
     with app.test_request_context(path, base_url=base, method="POST"):
-        assert _request_url() == request.url
+        assert _request_url(request) == request.url
+
+
+# -- the notification lane (served without Flask's request dispatch) ------------------------------------
+
+
+def _through_flask(app, path: str, body: bytes, headers: dict[str, str]):
+    """The answer Flask's own dispatch gives (the blueprint's view and the app's error handlers)."""
+    with app.test_request_context(path, method="POST", data=body, headers=headers):
+        try:
+            response = app.full_dispatch_request()
+        except Exception as exc:  # as wsgi_app does
+            response = app.make_response(app.handle_exception(exc))
+    return response.status_code, response.get_data(), response.headers.get("Content-Type")
+
+
+@pytest.mark.parametrize("case", ["applied", "repeat", "wrong-signature", "malformed-json", "too-large", "crash"])
+def test_the_lane_answers_as_flasks_dispatch_would(server, wechatpay, monkeypatch, caplog, case):
+    """``NotificationLane`` and the blueprint's view give WeChat Pay the same status, body and type,
+    and log an unexpected error the same way."""
+    from storefront.notify import views
+
+    app = server.app
+    if case == "crash":
+        def broken(*_args, **_kwargs):
+            raise RuntimeError("the database went away")
+        monkeypatch.setitem(views.HANDLERS, "payment", broken)
+    answers = []
+    for through in ("lane", "flask"):
+        target = start_pending(server)
+        resource = wechatpay.resource(target["out_trade_no"], target["amount_total"])
+        if case == "repeat":  # paid by a first notification; the answer compared is the second's
+            first = wechatpay.body(resource)
+            assert app.test_client().post("/notify/wechatpay", data=first,
+                                          headers=wechatpay.headers(first)).status_code == 204
+        body = wechatpay.body(resource)
+        headers = wechatpay.headers(body)
+        if case == "wrong-signature":
+            headers = wechatpay.headers(body, private_key=wechatpay.merchant_private_key)
+        elif case == "malformed-json":
+            body = body[:-20]
+            headers = wechatpay.headers(body)
+        elif case == "too-large":
+            body = body + b" " * (app.config["MAX_CONTENT_LENGTH"] + 1)
+        caplog.clear()
+        if through == "lane":
+            answer = app.test_client().post("/notify/wechatpay", data=body, headers=headers)
+            got = (answer.status_code, answer.get_data(), answer.headers.get("Content-Type"))
+        else:
+            got = _through_flask(app, "/notify/wechatpay", body, headers)
+        answers.append((*got, [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]))
+    assert answers[0] == answers[1]
+    status = answers[0][0]
+    assert status == {"applied": 204, "repeat": 204, "wrong-signature": 401, "malformed-json": 401,
+                      "too-large": 413, "crash": 500}[case]
+    if status >= 300:
+        assert json.loads(answers[0][1])["code"] == "FAIL"
+    if case == "crash":
+        assert answers[0][3] == ["unhandled error on POST /notify/wechatpay"]
+
+
+def test_the_lane_pushes_no_request_context_and_leaves_other_requests_to_flask(server, wechatpay):
+    """A notification is answered without Flask's request dispatch (no ``request_started``); any
+    other method on the same URL is Flask's (405)."""
+    from flask import request_started
+
+    app = server.app
+    target = start_pending(server)
+    body = wechatpay.body(wechatpay.resource(target["out_trade_no"], target["amount_total"]))
+    started: list[str] = []
+
+    def seen(_sender, **_extra):
+        started.append(request.method)
+
+    client = app.test_client()
+    with request_started.connected_to(seen, app):
+        assert client.post("/notify/wechatpay", data=body, headers=wechatpay.headers(body)).status_code == 204
+        assert client.get("/notify/wechatpay").status_code == 405
+    assert started == ["GET"]
+    assert order_row(app, target["order_no"]).status == "paid"

@@ -1,3 +1,3 @@
-from .views import bp
+from .views import NotificationLane, bp
 
-__all__ = ["bp"]
+__all__ = ["NotificationLane", "bp"]
