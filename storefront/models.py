@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, bindparam, text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, bindparam, or_, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -22,8 +22,11 @@ class OrderStatus(enum.StrEnum):
 
 
 class PaymentStatus(enum.StrEnum):
-    CREATED = "created"  # row written, WeChat Pay not yet asked
-    NOTPAY = "notpay"  # WeChat Pay issued a code_url; the payer may pay
+    # Written before WeChat Pay is asked by earlier versions. A new attempt is written ``notpay``
+    # with nothing issued (``Payment.is_issued``): the answer's UPDATE then changes no column an
+    # index reads, a HOT update on PostgreSQL (bench/README.md, "Database bytes").
+    CREATED = "created"
+    NOTPAY = "notpay"  # open: WeChat Pay issued a code (or is being asked for one); the payer may pay
     PAID = "paid"
     CLOSED = "closed"
     FAILED = "failed"  # WeChat Pay refused to create it
@@ -124,7 +127,7 @@ class Payment(db.Model):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
     out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
     method: Mapped[str] = mapped_column(String(16))  # native, h5, jsapi, miniprogram
-    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.CREATED)
+    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.NOTPAY)
     amount_total: Mapped[int]  # fen, copied from the order when the attempt starts
     code_url: Mapped[str | None] = mapped_column(String(256))
     h5_url: Mapped[str | None] = mapped_column(String(512))  # H5: lives 5 minutes, renewed on demand
@@ -152,7 +155,19 @@ class Payment(db.Model):
 
     @property
     def status_label(self) -> str:
+        if self.status == PaymentStatus.NOTPAY and not self.is_issued:
+            return PAYMENT_LABELS[PaymentStatus.CREATED]  # WeChat Pay not asked yet, or no answer
         return PAYMENT_LABELS.get(PaymentStatus(self.status), self.status)
+
+    @property
+    def is_issued(self) -> bool:
+        """WeChat Pay answered the prepay: the scene's code, URL or prepay_id is stored."""
+        return bool(self.code_url or self.h5_url or self.prepay_id)
+
+    @classmethod
+    def is_issued_clause(cls):
+        """``is_issued`` in SQL."""
+        return or_(cls.code_url.is_not(None), cls.h5_url.is_not(None), cls.prepay_id.is_not(None))
 
     @classmethod
     def is_open_clause(cls):

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from helpers import new_order, open_attempt, refund_of
 from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 from storefront.extensions import db
 from storefront.models import OrderEvent, OrderStatus, Payment, PaymentStatus, RefundStatus, utcnow
@@ -171,7 +172,9 @@ def test_a_started_attempt_is_what_was_written_and_nothing_is_read_back(ctx):
     finally:
         event.remove(db.engine, "before_cursor_execute", listener)
     assert written == len(statements), statements[written:]
-    assert shown["status"] == PaymentStatus.CREATED and shown["refund_reserved"] == 0 and shown["created_at"]
+    # Open before WeChat Pay is asked (the jobs find it if the call never returns), nothing issued yet.
+    assert shown["status"] == PaymentStatus.NOTPAY and shown["code_url"] is None and not payment.is_issued
+    assert shown["refund_reserved"] == 0 and shown["created_at"]
     assert shown["out_trade_no"] == f"{order.order_no}P01" and shown["amount_total"] == order.amount_total
     db.session.expunge_all()
     assert {column.key: getattr(db.session.get(Payment, payment.id), column.key)
@@ -187,6 +190,50 @@ def test_reuse_needs_time_left(ctx):
     db.session.execute(Payment.__table__.update().where(Payment.id == short.id)
                        .values(expires_at=utcnow() - timedelta(seconds=1)))
     assert orders.reusable_payment(order, "native", min_remaining_seconds=0) is None
+
+
+def test_an_attempt_wechat_pay_has_not_answered_for_is_open_but_never_reused(ctx):
+    order = new_order()
+    payment = orders.start_payment(order, "native", 600, 10)
+    assert payment.is_open and not payment.is_issued and payment.status_label == "创建中"
+    assert orders.reusable_payment(order, "native", min_remaining_seconds=1) is None
+    assert orders.reusable_among(orders.attempts(order.id), "native", min_remaining_seconds=1) is None
+    assert [p.id for p in orders.open_payments(order.id)] == [payment.id]  # what the jobs settle
+    assert orders.payment_issued(payment.id, "weixin://wxpay/bizpayurl?pr=test")
+    assert orders.reusable_payment(order, "native", min_remaining_seconds=1).id == payment.id
+
+
+def test_an_attempt_written_created_by_an_earlier_version_is_issued_or_failed_as_before(ctx):
+    order = new_order()
+    first = orders.start_payment(order, "native", 600, 10)
+    db.session.execute(Payment.__table__.update().where(Payment.id == first.id).values(status="created"))
+    assert orders.payment_issued(first.id, "weixin://wxpay/bizpayurl?pr=test")
+    assert reload(first).status == PaymentStatus.NOTPAY and first.code_url
+    orders.close_payment(first.id, "shopper")
+    second = orders.start_payment(order, "native", 600, 10)
+    db.session.execute(Payment.__table__.update().where(Payment.id == second.id).values(status="created"))
+    assert orders.payment_failed(second.id) and reload(second).status == PaymentStatus.FAILED
+    assert not orders.payment_issued(second.id, "weixin://wxpay/bizpayurl?pr=late")  # a failed one stays failed
+
+
+def test_issuing_an_attempt_changes_no_indexed_column(ctx):
+    """PostgreSQL: the issued UPDATE is a HOT update (no new index entry); SQLite has no such thing."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("HOT updates are PostgreSQL's")
+
+    def hot_updates() -> int:
+        db.session.commit()
+        db.session.execute(sa_text("SELECT pg_stat_clear_snapshot()"))
+        return db.session.scalar(sa_text(
+            "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'payments'::regclass")) or 0
+
+    order = new_order()
+    payment = orders.start_payment(order, "native", 600, 10)
+    before = hot_updates()
+    assert orders.payment_issued(payment.id, "weixin://wxpay/bizpayurl?pr=test")
+    db.session.execute(sa_text("SELECT pg_stat_force_next_flush()"))  # counted when the backend is idle
+    db.session.commit()
+    assert hot_updates() == before + 1
 
 
 # -- refunds: (refund state, WeChat's report) → outcome, refund after ----------------------------
