@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, bindparam, or_, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from .clock import utcnow
 from .extensions import db
@@ -225,11 +228,14 @@ class ProtocolMessage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
-    out_trade_no: Mapped[str | None] = mapped_column(String(64))  # read by order_id: no index to keep
+    # Read ``out_trade_no``: not stored (NULL) when the row is linked to the attempt by that very
+    # number (``payment_id``), whose own column says it. Read by order_id: no index to keep.
+    stored_out_trade_no: Mapped[str | None] = mapped_column("out_trade_no", String(64), key="out_trade_no")
     at: Mapped[datetime] = mapped_column(default=utcnow)  # when it started (retention: ix_protocol_messages_at)
     direction: Mapped[str] = mapped_column(String(8))  # out (shop asks), in (shop is told), browser
     kind: Mapped[str] = mapped_column(String(32))  # prepay_native, query, close, notify_payment, qr_shown, ...
-    title: Mapped[str] = mapped_column(String(120))
+    # Read ``title``: not stored (NULL) when it is the HTTP message's "METHOD path" (``http_title``).
+    stored_title: Mapped[str | None] = mapped_column("title", String(120), key="title")
     method: Mapped[str | None] = mapped_column(String(8))
     status: Mapped[int | None]  # the HTTP status of the answer
     verification: Mapped[str] = mapped_column(String(16), default="none")  # passed, failed, none
@@ -254,6 +260,40 @@ class ProtocolMessage(db.Model):
         # BRIN: a B-tree there.
         Index("ix_protocol_messages_at", "at", postgresql_using="brin"),
     )
+
+    @staticmethod
+    def http_title(method: str | None, fields: Mapping[str, Any]) -> str | None:
+        """"METHOD path" of an HTTP message: its signed URL (an API call's ``canonical_url``), else its
+        URL's path and query (a notification). None without a method or a URL."""
+        target = fields.get("canonical_url")
+        if not target and fields.get("url"):
+            parts = urlsplit(fields["url"])
+            target = parts.path + ("?" + parts.query if parts.query else "")
+        return f"{method} {target}" if method and target else None
+
+    @property
+    def title(self) -> str:
+        """What the message was: "POST /v3/pay/transactions/native", "二维码已展示", ..."""
+        if self.stored_title is not None:
+            return self.stored_title
+        return self.http_title(self.method, self.fields) or ""
+
+    @title.setter
+    def title(self, value: str | None) -> None:
+        self.stored_title = value
+
+    @property
+    def out_trade_no(self) -> str | None:
+        """The attempt the message is about: stored, else the linked attempt's own number."""
+        if self.stored_out_trade_no is not None or self.payment_id is None:
+            return self.stored_out_trade_no
+        session = object_session(self)
+        payment = session.get(Payment, self.payment_id) if session is not None else None  # loaded: no query
+        return payment.out_trade_no if payment is not None else None
+
+    @out_trade_no.setter
+    def out_trade_no(self, value: str | None) -> None:
+        self.stored_out_trade_no = value
 
     @property
     def fields(self) -> dict:
@@ -295,8 +335,12 @@ class ProtocolMessage(db.Model):
 
     @property
     def canonical_url(self) -> str:
-        """The URL as signed (path and query), for an API call."""
-        return self.fields.get("canonical_url") or (self.title.split(" ", 1)[1] if " " in self.title else "")
+        """The URL as signed (path and query), for an API call: in the payload, or (rows stored with
+        their title) the title's second half."""
+        if self.fields.get("canonical_url"):
+            return self.fields["canonical_url"]
+        title = self.stored_title or ""
+        return title.split(" ", 1)[1] if " " in title else ""
 
     @property
     def verified_serial(self) -> str | None:
