@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from .clock import utcnow
 from .extensions import db
+from .i18n import N_
 from .i18n import lazy as _l
 from .services import flowcodec
 
@@ -44,6 +45,9 @@ OPEN_PAYMENT_STATUSES = (PaymentStatus.CREATED, PaymentStatus.NOTPAY)
 _PENDING_ORDER = text("status = 'pending'")
 _OPEN_PAYMENT = text("status IN ('created', 'notpay')")
 _HAS_KEY = text("idempotency_key IS NOT NULL")
+
+# The note of an order's creation in its history (source text, translated when shown).
+CREATED_NOTE = N_("下单")
 
 ORDER_LABELS = {
     OrderStatus.PENDING: _l("待支付"),
@@ -107,13 +111,30 @@ class Order(db.Model):
     payments: Mapped[list[Payment]] = relationship(
         back_populates="order", order_by="Payment.id.desc()", lazy="selectin"
     )
-    events: Mapped[list[OrderEvent]] = relationship(order_by="OrderEvent.id", lazy="selectin")
+    # The history as stored; read ``events``, which begins with the order's creation.
+    stored_events: Mapped[list[OrderEvent]] = relationship(order_by="OrderEvent.id", lazy="selectin")
     refunds: Mapped[list[Refund]] = relationship(order_by="Refund.id.desc()", lazy="selectin",
                                                  viewonly=True)
 
     @property
     def status_label(self) -> str:
         return ORDER_LABELS.get(OrderStatus(self.status), self.status)
+
+    @property
+    def events(self) -> list[OrderEvent]:
+        """The order's history, oldest first: its creation, then each stored state change.
+
+        The creation is not a stored row: everything it says is the order row's (``created_at``,
+        by the shopper). Orders created before that have it stored, and show it once."""
+        stored = self.stored_events
+        if any(event.from_status == "" for event in stored):
+            return stored
+        return [self.created_event(), *stored]
+
+    def created_event(self) -> OrderEvent:
+        """The order's creation as a history line (transient: never added to a session)."""
+        return OrderEvent(id=0, order_id=self.id, payment_id=None, at=self.created_at, from_status="",
+                          to_status=OrderStatus.PENDING.value, cause="shopper", note=CREATED_NOTE, wechat_ref=None)
 
     @classmethod
     def is_pending_clause(cls):

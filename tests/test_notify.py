@@ -85,11 +85,10 @@ def post_notification(base_url: str, body: bytes, headers: dict[str, str]) -> re
 
 
 def events(app, order_no: str) -> list[tuple[str, str, str]]:
-    """(from_status, to_status, cause) of every OrderEvent of the order, oldest first."""
+    """(from_status, to_status, cause) of every line of the order's history, oldest first."""
     with app.app_context():
         order = db.session.scalar(select(Order).where(Order.order_no == order_no))
-        rows = db.session.scalars(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))
-        return [(row.from_status, row.to_status, row.cause) for row in rows]
+        return [(row.from_status, row.to_status, row.cause) for row in order.events]
 
 
 def records(app, after: int = 0) -> list[NotificationRecord]:

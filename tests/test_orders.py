@@ -140,9 +140,27 @@ def test_an_order_with_an_open_attempt_is_not_closed(ctx):
 def test_every_status_change_is_recorded(ctx):
     order, payment = _setup("pending/notpay")
     pay(payment)
-    moves = [(e.from_status, e.to_status) for e in db.session.scalars(
-        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))]
+    moves = [(e.from_status, e.to_status) for e in reload(order).events]
     assert moves == [("", P), (P, D)]
+    # The creation is the order row's own: only the payment is a stored row.
+    assert [(e.from_status, e.to_status) for e in db.session.scalars(
+        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))] == [(P, D)]
+
+
+def test_an_order_s_creation_stored_by_an_earlier_version_shows_once(ctx):
+    order = new_order()
+    db.session.add(OrderEvent(order_id=order.id, from_status="", to_status=P, cause="shopper", note="下单"))
+    db.session.commit()
+    assert [(e.from_status, e.to_status, e.cause, e.note) for e in reload(order).events] == [("", P, "shopper", "下单")]
+    assert reload(order).events[0].id != 0  # the stored one
+
+
+def test_an_order_s_creation_is_read_from_the_order_row(ctx):
+    order = new_order()
+    [created] = reload(order).events
+    assert (created.from_status, created.to_status, created.cause, created.note) == ("", P, "shopper", "下单")
+    assert created.at == order.created_at and created.payment_id is None and created.wechat_ref is None
+    assert created not in db.session and db.session.scalar(select(OrderEvent.id)) is None
 
 
 # -- starting attempts ----------------------------------------------------------------------------
@@ -311,5 +329,4 @@ def test_an_order_number_drawn_twice_in_one_second_is_drawn_again(ctx, monkeypat
     monkeypatch.setattr(orders, "new_order_no", lambda: next(draws))
     second = new_order(owner="shopper-2")
     assert second.order_no == "SF20261130120000123456" and second.id != first.id
-    assert [e.to_status for e in db.session.scalars(select(OrderEvent).where(OrderEvent.order_id == second.id))] \
-        == [OrderStatus.PENDING]
+    assert [e.to_status for e in second.events] == [OrderStatus.PENDING]
