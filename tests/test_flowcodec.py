@@ -253,3 +253,39 @@ def test_an_api_call_no_commit_follows_is_still_recorded(server):
         assert transaction.trade_state == "NOTPAY"
     kinds = [s["kind"] for s in _flow(shopper, order["order_no"])["steps"]]
     assert "query" in kinds, kinds
+
+
+@pytest.mark.parametrize("attach", ["", "礼物 for 小明", "note appsecret=abc", "x" * 20_000])
+def test_an_applied_notification_is_recorded_the_quick_way_exactly_as_the_general_way(make_app, attach):
+    """The common case's record (``NotificationTrace._plain_row``) is the general way's row, byte for
+    byte; a resource with anything to redact or cut is left to the general way."""
+    from storefront import gateway
+    from storefront.models import utcnow
+    from storefront.sandbox.models import SandboxTransaction
+
+    app = make_app(FLOW_MAX_FIELD_CHARS=16_000)
+    with app.app_context():
+        platform = app.extensions["sandbox"].platform
+        creds = gateway.gateway().credentials
+        txn = SandboxTransaction(
+            mchid=creds.mchid, appid=creds.appid, out_trade_no="SF20261201P01", trade_type="NATIVE",
+            transaction_id="4200002026120100000000000001", bank_type="OTHERS", attach=attach or None,
+            success_time=utcnow().replace(microsecond=0), payer_openid=platform.openid(creds.appid), amount_total=8800)
+        _event_id, body = platform.payment_notification_body(txn)
+        headers = platform.notification_headers(body)
+        trace = flowlog.NotificationTrace(headers, body.encode("utf-8"), url="http://shop.example/notify/wechatpay")
+        trace.parsed(gateway.gateway().parse_notification(headers, body.encode("utf-8")))
+        for name, detail in (("mchid", creds.mchid), ("appid", creds.appid),
+                             ("trade_state", f"SUCCESS {txn.transaction_id}"), ("amount", "8800 / 8800")):
+            trace.check(name, True, detail)
+        recorder = app.extensions["flowlog"]
+        quick = trace._plain_row(recorder, 204, "applied")
+        general = recorder.bounded(trace.values(flowlog._Answer(204, "applied", "")), trace.opened)
+    if attach and attach[0] != "礼":
+        assert quick is None  # a secret's name, or a body over the bound: redacted or cut the general way
+        return
+    assert quick is not None
+    for row in (quick, general):
+        row.pop("elapsed_ms")
+    assert quick == general
+    assert flowcodec.decode(quick["payload"])["resource_plain"].count("SF20261201P01") == 1

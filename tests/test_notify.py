@@ -450,3 +450,17 @@ def test_second_paid_attempt_is_recorded_as_double_payment(live_server, shopper)
         assert db.session.scalar(select(func.count()).select_from(Payment).where(Payment.status == "paid")) == 2
     outcomes = [r.outcome for r in records(app) if r.out_trade_no in (first_attempt, second_attempt)]
     assert outcomes[:2] == ["applied", "double"]
+
+
+@pytest.mark.parametrize("base, path", [
+    ("http://127.0.0.1:5000", "/notify/wechatpay"), ("http://shop.example:80", "/notify/wechatpay"),
+    ("https://shop.example:443", "/notify/wechatpay"), ("https://shop.example:8443", "/notify/wechatpay/refund"),
+    ("http://xn--fiqs8s.example", "/notify/wechatpay"), ("http://shop.example", "/notify/wechatpay?x=%E4%B8%AD"),
+    ("http://shop.example", "/notify/%E4%B8%AD"),
+])
+def test_the_recorded_url_is_the_requests_own(app, base, path):
+    """The flow record's URL of a notification is what ``request.url`` says, read the quick way."""
+    from storefront.notify.views import _request_url
+
+    with app.test_request_context(path, base_url=base, method="POST"):
+        assert _request_url() == request.url

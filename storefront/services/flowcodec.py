@@ -109,9 +109,16 @@ _SIGNATURE = re.compile(r'(signature=")([^"]*)(")')
 _AUTH_PARAM = re.compile(r'([a-z_]+)="([^"]*)"')
 
 
-def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+class KeptHeaders(dict):
+    """Headers ``kept_headers`` already filtered: a record takes them as they are."""
+
+
+def kept_headers(headers: Mapping[str, str]) -> KeptHeaders:
     """The headers a record keeps (names as sent)."""
-    return {str(name): str(value) for name, value in headers.items() if str(name).lower() in KEPT_HEADERS}
+    if type(headers) is KeptHeaders:
+        return headers
+    return KeptHeaders({str(name): str(value) for name, value in headers.items()
+                        if str(name).lower() in KEPT_HEADERS})
 
 
 def _layout(fields: Mapping[str, Any]) -> bytes:
@@ -122,7 +129,8 @@ def _layout(fields: Mapping[str, Any]) -> bytes:
         if value is None or value == "" or value == {} or value == []:
             continue
         if name == "checks":
-            value = [[c.get("name"), c.get("ok"), c.get("detail") or ""] for c in value]
+            value = [[c["name"], c["ok"], c["detail"] or ""] if len(c) == 3 else
+                     [c.get("name"), c.get("ok"), c.get("detail") or ""] for c in value]
         data[key] = value
     return _JSON.encode(data).encode("utf-8") if data else b""
 

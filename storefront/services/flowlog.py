@@ -110,10 +110,11 @@ def redact(text: str | None, known: Iterable[str] = ()) -> str:
     return _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
 
 
-def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str]) -> bool:
+def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str], also: str = "") -> bool:
     """Whether any text of a message could need ``redact``: a private key, a secret's name or a
-    known secret value appears somewhere in it (a superset of what ``redact`` replaces)."""
-    parts: list[str] = []
+    known secret value appears somewhere in it (a superset of what ``redact`` replaces).
+    ``also``: one more text the record will hold (a notification's decrypted resource)."""
+    parts: list[str] = [also]
     for value in values.values():
         # dict before the Mapping ABC: an ABC check costs a notification's record microseconds each.
         if isinstance(value, str):
@@ -123,7 +124,7 @@ def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str]) -> bool:
                 parts.append(name)
                 parts.append(text)
         elif isinstance(value, list):
-            parts.extend(str(item.get("detail") or "") for item in value if isinstance(item, dict | Mapping))
+            parts.extend([str(item.get("detail") or "") for item in value if isinstance(item, dict | Mapping)])
     text = "\n".join(parts)
     lowered = text.lower()
     if any(word in lowered for word in _SECRET_WORDS):
@@ -145,15 +146,27 @@ def _settings(app: Flask) -> tuple[int, int]:
             int(app.config.get("FLOW_MAX_FIELD_CHARS", DEFAULT_MAX_FIELD_CHARS)))
 
 
+_SECRET_SETTINGS = ("WECHATPAY_APIV3_KEY", "WECHATPAY_APPSECRET", "WECHATPAY_MINIPROGRAM_APPSECRET", "SECRET_KEY")
+_SECRET_CREDENTIALS = ("apiv3_key", "appsecret", "miniprogram_appsecret")
+
+
 def known_secrets(app: Flask) -> list[str]:
     """The secret values configured for this app: they are replaced wherever they appear."""
-    values = [app.config.get(name) for name in (
-        "WECHATPAY_APIV3_KEY", "WECHATPAY_APPSECRET", "WECHATPAY_MINIPROGRAM_APPSECRET", "SECRET_KEY")]
+    config = app.config
     gateway = app.extensions.get("wechatpay")
     creds = gateway.loaded_credentials if gateway is not None else None  # recording never loads keys
+    # Every message asks: the answer is kept for as long as the settings and the loaded
+    # credentials are the same objects (a test or a key rotation replaces them).
+    key = (creds, *(config.get(name) for name in _SECRET_SETTINGS))
+    cached = app.extensions.get("flowlog.known_secrets")
+    if cached is not None and len(cached[0]) == len(key) and all(a is b for a, b in zip(cached[0], key)):
+        return cached[1]
+    values = list(key[1:])
     if creds is not None:
-        values += [getattr(creds, name, None) for name in ("apiv3_key", "appsecret", "miniprogram_appsecret")]
-    return list(dict.fromkeys(str(v) for v in values if v))  # each once: every message is scanned for them
+        values += [getattr(creds, name, None) for name in _SECRET_CREDENTIALS]
+    known = list(dict.fromkeys(str(v) for v in values if v))  # each once: every message is scanned for them
+    app.extensions["flowlog.known_secrets"] = (key, known)
+    return known
 
 
 def _failed(values: Mapping[str, Any]) -> bool:
@@ -259,10 +272,11 @@ class Recorder:
         truncated = False
         # One look over every text first: a message with no secret-like text (most of them) skips
         # the field-by-field redaction. ``redact`` decides on the same words.
-        scrub = _may_hold_secrets(values, known)
+        scrub = _may_hold_secrets(values, known, opened[1].decode("utf-8", "replace") if opened else "")
         for key, value in values.items():
             if key in ("request_headers", "response_headers"):
-                value = flowcodec.kept_headers(value or {})
+                if type(value) is not flowcodec.KeptHeaders:
+                    value = flowcodec.kept_headers(value or {})
                 value = redact_headers(value, known) if scrub else {
                     name: REDACTED if name.lower() in _SECRET_HEADERS else text for name, text in value.items()}
             elif key == "checks":
@@ -285,16 +299,17 @@ class Recorder:
         # (``ProtocolMessage.http_title``, from the canonical URL or URL the payload keeps).
         if out.get("title") is not None and out["title"] == ProtocolMessage.http_title(out.get("method"), packed):
             out["title"] = None
-        self._fold(out, packed, known, opened)
+        self._fold(out, packed, known, opened, scrub or not opened)
         out["payload"] = flowcodec.encode(packed)
         out["truncated"] = truncated
         return out
 
     def _fold(self, out: dict[str, Any], packed: dict[str, Any], known: list[str],
-              opened: flowcodec.Opened | None = None) -> None:
+              opened: flowcodec.Opened | None = None, scrub: bool = True) -> None:
         """Cut from the record what the inspector rebuilds (``flowcodec``): the shop's own request
         signature, a notification's ciphertext (its plaintext kept instead), and the serial when
-        it is the Wechatpay-Serial header."""
+        it is the Wechatpay-Serial header. ``scrub``: False when the scan found nothing that
+        ``redact`` would replace, ``opened``'s plaintext included."""
         direction = out.get("direction")
         if direction == "out" and packed.get("request_headers"):
             folded = flowcodec.fold_signature(packed["request_headers"])
@@ -305,7 +320,8 @@ class Recorder:
             gw = self.app.extensions.get("wechatpay")  # it decrypted this body: its keys are loaded
             folded = flowcodec.fold_ciphertext(packed["request_body"], gw.aes, opened) if gw is not None else None
             # Only a plaintext with nothing to redact: the rebuilt ciphertext must be the one received.
-            if folded is not None and redact(folded[1]["resource_plain"], known) == folded[1]["resource_plain"]:
+            if folded is not None and (not scrub or redact(folded[1]["resource_plain"], known)
+                                       == folded[1]["resource_plain"]):
                 packed["request_body"] = folded[0]
                 packed.update(folded[1])
         headers = packed.get("response_headers" if direction == "out" else "request_headers") or {}
@@ -581,6 +597,8 @@ CHECK_ORDER = ("headers", "serial", "timestamp", "signature", "decrypt", "mchid"
 REFUND_CHECK_ORDER = ("headers", "serial", "timestamp", "signature", "decrypt", "mchid", "outcome")
 
 
+_RANKS = {order: {name: i for i, name in enumerate(order)} for order in (CHECK_ORDER, REFUND_CHECK_ORDER)}
+
 # The inspector shows the probe and an undecodable body under "signature": neither could verify.
 _CHECK_SHOWN_AS = {"probe": "signature", "encoding": "signature"}
 
@@ -596,6 +614,7 @@ class Checks:
 
     def __init__(self, order: tuple[str, ...] = CHECK_ORDER) -> None:
         self.order = order
+        self.rank = _RANKS[order] if order in _RANKS else {name: i for i, name in enumerate(order)}
         self.items: list[dict[str, Any]] = []
         self.failed = False
 
@@ -605,9 +624,12 @@ class Checks:
         return ok
 
     def finish(self) -> list[dict[str, Any]]:
-        done = {item["name"] for item in self.items}
+        names = [item["name"] for item in self.items]
+        if len(names) == len(self.order) and all(a == b for a, b in zip(names, self.order)):
+            return list(self.items)  # every check ran, in order: a notification that was applied
+        done = set(names)
         items = self.items + [{"name": n, "ok": None, "detail": ""} for n in self.order if n not in done]
-        return sorted(items, key=lambda item: self.order.index(item["name"]))
+        return sorted(items, key=lambda item: self.rank[item["name"]])
 
 
 @dataclass(frozen=True)
@@ -660,12 +682,63 @@ class NotificationTrace:
             for name, ok, detail in checks:
                 self.checks.add(name, ok, detail)
             assumed = list(self.checks.items)
-            row = rec.bounded(self.values(_Answer(status, outcome, "")), self.opened)
+            row = self._plain_row(rec, status, outcome)
+            if row is None:
+                row = rec.bounded(self.values(_Answer(status, outcome, "")), self.opened)
             self.prepared = (status, outcome, "", assumed, row)
         except Exception:  # the record never fails a notification: built later, the usual way
             log.warning("flow record not prepared", exc_info=True)
         finally:
             self.checks.items, self.checks.failed = before, any(not c["ok"] for c in before)
+
+    def _plain_row(self, rec: Recorder, status: int, outcome: str) -> dict[str, Any] | None:
+        """The row ``rec.bounded(self.values(...), self.opened)`` builds for an accepted, verified
+        and decrypted notification whose texts hold nothing to redact and nothing to cut: the same
+        columns and payload, built directly (the common case, at every payment). None otherwise:
+        the general way then decides."""
+        if status >= 300 or self.opened is None or self.verification != "passed":
+            return None
+        gw = rec.app.extensions.get("wechatpay")
+        if gw is None:
+            return None
+        headers = self.headers
+        body = self.body.decode("utf-8", "replace")
+        plain = self.opened[1].decode("utf-8", "replace")
+        items = self.checks.items
+        if [c["name"] for c in items] != list(self.checks.order[:-1]) or not all(c["ok"] for c in items):
+            return None  # a check failed, missing or out of order: the general way says what
+        checks = [*({"name": c["name"], "ok": c["ok"], "detail": str(c["detail"] or "")} for c in items),
+                  {"name": "outcome", "ok": True, "detail": f"HTTP {status} {outcome} ".strip()}]
+        title = f"POST {self.path}"
+        known = known_secrets(rec.app)
+        # Every text the general way would redact (``_bounded``), and its constants.
+        texts = [body, plain, self.url, title, self.out_trade_no or "", "in", self.kind, "wechatpay", "POST",
+                 "passed", *headers.keys(), *headers.values(), *(c["detail"] for c in checks)]
+        text = "\n".join(texts)
+        lowered = text.lower()
+        if any(word in lowered for word in _SECRET_WORDS) or any(
+                value and len(value) >= 8 and value in text for value in known):
+            return None
+        _retention, limit = _settings(rec.app)
+        if (len(self.url) > 512 or max(map(len, texts)) > limit or len(title) > _COLUMN_LENGTHS["title"]
+                or len(self.out_trade_no or "") > _COLUMN_LENGTHS["out_trade_no"]
+                or any(name.lower() in _SECRET_HEADERS for name in headers)):
+            return None
+        folded = flowcodec.fold_ciphertext(body, gw.aes, self.opened)
+        if folded is None:
+            return None
+        serial = next((v for k, v in headers.items() if k.lower() == "wechatpay-serial"), None)
+        if serial is None or len(serial) > _COLUMN_LENGTHS["verify_serial"]:
+            return None
+        packed = {"request_headers": headers, "request_body": folded[0], "checks": checks, "url": self.url,
+                  "origin": "wechatpay", **folded[1]}
+        return {"out_trade_no": self.out_trade_no, "at": self.received_at, "direction": "in", "kind": self.kind,
+                # As ``_bounded``: no title stored when the model rebuilds it from the URL.
+                "title": None if title == ProtocolMessage.http_title("POST", packed) else title,
+                "method": "POST", "status": status, "verification": "passed",
+                "verify_serial": None,  # it is the Wechatpay-Serial header (``ProtocolMessage.verified_serial``)
+                "error": "", "elapsed_ms": round((utcnow() - self.received_at).total_seconds() * 1000),
+                "payload": flowcodec.encode(packed), "truncated": False}
 
     def take_prepared(self, result: Any) -> dict[str, Any] | None:
         """The prepared row if ``result`` and the checks are what ``prepare`` assumed, linked."""
@@ -731,7 +804,8 @@ class NotificationTrace:
             "response_body": "" if result.status < 300 else json.dumps(
                 {"code": "FAIL", "message": (result.reason or "FAIL")[:64]}, ensure_ascii=False),
             "verification": self.verification,
-            "verify_serial": next((v for k, v in kept.items() if k.lower() == "wechatpay-serial"), None),
+            "verify_serial": kept.get("Wechatpay-Serial") or next(
+                (v for k, v in kept.items() if k.lower() == "wechatpay-serial"), None),
             "checks": self.checks.finish(),
             "error": "" if result.status < 300 else (result.reason or "")[:300],
             "elapsed_ms": round((utcnow() - self.received_at).total_seconds() * 1000),
@@ -754,8 +828,8 @@ def _kept_request_headers(headers: Mapping[str, str]) -> dict[str, str]:
     environ = getattr(headers, "environ", None)
     if not isinstance(environ, dict):
         return flowcodec.kept_headers(headers)
-    return {_ENVIRON_KEPT[key]: value for key, value in environ.items()
-            if key in _ENVIRON_KEPT and (value or key != "CONTENT_TYPE")}
+    return flowcodec.KeptHeaders({_ENVIRON_KEPT[key]: value for key, value in environ.items()
+                                  if key in _ENVIRON_KEPT and (value or key != "CONTENT_TYPE")})
 
 
 REFUSED_BODY_CHARS = 512  # what a refused, unsigned notification keeps of its body
