@@ -289,3 +289,24 @@ def test_an_applied_notification_is_recorded_the_quick_way_exactly_as_the_genera
         row.pop("elapsed_ms")
     assert quick == general
     assert flowcodec.decode(quick["payload"])["resource_plain"].count("SF20261201P01") == 1
+
+
+def test_the_layout_is_the_json_encoders_own_output():
+    """``_layout`` writes each payload exactly as ``json`` would (stored payloads and the dictionary
+    depend on those bytes), whatever the texts hold."""
+    texts = ["", "plain", 'quo"te and back\\slash', "支付成功 ✓", "tab\tnew\nline\r\x00\x1f", "\u2028\u2029",
+             "emoji 😀", "[REDACTED]"]
+    for i, text in enumerate(texts):
+        fields = {
+            "request_headers": {"Wechatpay-Nonce": text, f"X-{i}": "v", "Content-Type": "application/json"},
+            "request_body": text + '{"a":1}', "response_body": text,
+            "checks": [{"name": "headers", "ok": True, "detail": text}, {"name": "serial", "ok": False, "detail": ""},
+                       {"name": "amount", "ok": None, "detail": text}],
+            "url": "http://127.0.0.1/notify/" + text, "origin": "wechatpay", "cipher_at": 200 + i, "cipher_head": text,
+            "resource_plain": text, "signed_note": text, "canonical_url": text,
+        }
+        data = {key: fields[name] for name, key in flowcodec.FIELDS.items() if fields.get(name) not in (None, "", {}, [])}
+        data["ck"] = [[c["name"], c["ok"], c["detail"]] for c in fields["checks"]]
+        expected = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        assert flowcodec._layout(fields) == expected
+        assert flowcodec.decode(flowcodec.encode(fields))["request_body"] == fields["request_body"]
