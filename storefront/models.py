@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, bindparam, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, bindparam, or_, text
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from .clock import utcnow
 from .extensions import db
+from .i18n import N_
 from .i18n import lazy as _l
 from .services import flowcodec
 
@@ -22,8 +26,11 @@ class OrderStatus(enum.StrEnum):
 
 
 class PaymentStatus(enum.StrEnum):
-    CREATED = "created"  # row written, WeChat Pay not yet asked
-    NOTPAY = "notpay"  # WeChat Pay issued a code_url; the payer may pay
+    # Written before WeChat Pay is asked by earlier versions. A new attempt is written ``notpay``
+    # with nothing issued (``Payment.is_issued``): the answer's UPDATE then changes no column an
+    # index reads, a HOT update on PostgreSQL (bench/README.md, "Database bytes").
+    CREATED = "created"
+    NOTPAY = "notpay"  # open: WeChat Pay issued a code (or is being asked for one); the payer may pay
     PAID = "paid"
     CLOSED = "closed"
     FAILED = "failed"  # WeChat Pay refused to create it
@@ -38,6 +45,9 @@ OPEN_PAYMENT_STATUSES = (PaymentStatus.CREATED, PaymentStatus.NOTPAY)
 _PENDING_ORDER = text("status = 'pending'")
 _OPEN_PAYMENT = text("status IN ('created', 'notpay')")
 _HAS_KEY = text("idempotency_key IS NOT NULL")
+
+# The note of an order's creation in its history (source text, translated when shown).
+CREATED_NOTE = N_("下单")
 
 ORDER_LABELS = {
     OrderStatus.PENDING: _l("待支付"),
@@ -101,13 +111,30 @@ class Order(db.Model):
     payments: Mapped[list[Payment]] = relationship(
         back_populates="order", order_by="Payment.id.desc()", lazy="selectin"
     )
-    events: Mapped[list[OrderEvent]] = relationship(order_by="OrderEvent.id", lazy="selectin")
+    # The history as stored; read ``events``, which begins with the order's creation.
+    stored_events: Mapped[list[OrderEvent]] = relationship(order_by="OrderEvent.id", lazy="selectin")
     refunds: Mapped[list[Refund]] = relationship(order_by="Refund.id.desc()", lazy="selectin",
                                                  viewonly=True)
 
     @property
     def status_label(self) -> str:
         return ORDER_LABELS.get(OrderStatus(self.status), self.status)
+
+    @property
+    def events(self) -> list[OrderEvent]:
+        """The order's history, oldest first: its creation, then each stored state change.
+
+        The creation is not a stored row: everything it says is the order row's (``created_at``,
+        by the shopper). Orders created before that have it stored, and show it once."""
+        stored = self.stored_events
+        if any(event.from_status == "" for event in stored):
+            return stored
+        return [self.created_event(), *stored]
+
+    def created_event(self) -> OrderEvent:
+        """The order's creation as a history line (transient: never added to a session)."""
+        return OrderEvent(id=0, order_id=self.id, payment_id=None, at=self.created_at, from_status="",
+                          to_status=OrderStatus.PENDING.value, cause="shopper", note=CREATED_NOTE, wechat_ref=None)
 
     @classmethod
     def is_pending_clause(cls):
@@ -124,7 +151,7 @@ class Payment(db.Model):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
     out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
     method: Mapped[str] = mapped_column(String(16))  # native, h5, jsapi, miniprogram
-    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.CREATED)
+    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.NOTPAY)
     amount_total: Mapped[int]  # fen, copied from the order when the attempt starts
     code_url: Mapped[str | None] = mapped_column(String(256))
     h5_url: Mapped[str | None] = mapped_column(String(512))  # H5: lives 5 minutes, renewed on demand
@@ -152,7 +179,19 @@ class Payment(db.Model):
 
     @property
     def status_label(self) -> str:
+        if self.status == PaymentStatus.NOTPAY and not self.is_issued:
+            return PAYMENT_LABELS[PaymentStatus.CREATED]  # WeChat Pay not asked yet, or no answer
         return PAYMENT_LABELS.get(PaymentStatus(self.status), self.status)
+
+    @property
+    def is_issued(self) -> bool:
+        """WeChat Pay answered the prepay: the scene's code, URL or prepay_id is stored."""
+        return bool(self.code_url or self.h5_url or self.prepay_id)
+
+    @classmethod
+    def is_issued_clause(cls):
+        """``is_issued`` in SQL."""
+        return or_(cls.code_url.is_not(None), cls.h5_url.is_not(None), cls.prepay_id.is_not(None))
 
     @classmethod
     def is_open_clause(cls):
@@ -210,11 +249,14 @@ class ProtocolMessage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
-    out_trade_no: Mapped[str | None] = mapped_column(String(64))  # read by order_id: no index to keep
+    # Read ``out_trade_no``: not stored (NULL) when the row is linked to the attempt by that very
+    # number (``payment_id``), whose own column says it. Read by order_id: no index to keep.
+    stored_out_trade_no: Mapped[str | None] = mapped_column("out_trade_no", String(64), key="out_trade_no")
     at: Mapped[datetime] = mapped_column(default=utcnow)  # when it started (retention: ix_protocol_messages_at)
     direction: Mapped[str] = mapped_column(String(8))  # out (shop asks), in (shop is told), browser
     kind: Mapped[str] = mapped_column(String(32))  # prepay_native, query, close, notify_payment, qr_shown, ...
-    title: Mapped[str] = mapped_column(String(120))
+    # Read ``title``: not stored (NULL) when it is the HTTP message's "METHOD path" (``http_title``).
+    stored_title: Mapped[str | None] = mapped_column("title", String(120), key="title")
     method: Mapped[str | None] = mapped_column(String(8))
     status: Mapped[int | None]  # the HTTP status of the answer
     verification: Mapped[str] = mapped_column(String(16), default="none")  # passed, failed, none
@@ -239,6 +281,40 @@ class ProtocolMessage(db.Model):
         # BRIN: a B-tree there.
         Index("ix_protocol_messages_at", "at", postgresql_using="brin"),
     )
+
+    @staticmethod
+    def http_title(method: str | None, fields: Mapping[str, Any]) -> str | None:
+        """"METHOD path" of an HTTP message: its signed URL (an API call's ``canonical_url``), else its
+        URL's path and query (a notification). None without a method or a URL."""
+        target = fields.get("canonical_url")
+        if not target and fields.get("url"):
+            parts = urlsplit(fields["url"])
+            target = parts.path + ("?" + parts.query if parts.query else "")
+        return f"{method} {target}" if method and target else None
+
+    @property
+    def title(self) -> str:
+        """What the message was: "POST /v3/pay/transactions/native", "二维码已展示", ..."""
+        if self.stored_title is not None:
+            return self.stored_title
+        return self.http_title(self.method, self.fields) or ""
+
+    @title.setter
+    def title(self, value: str | None) -> None:
+        self.stored_title = value
+
+    @property
+    def out_trade_no(self) -> str | None:
+        """The attempt the message is about: stored, else the linked attempt's own number."""
+        if self.stored_out_trade_no is not None or self.payment_id is None:
+            return self.stored_out_trade_no
+        session = object_session(self)
+        payment = session.get(Payment, self.payment_id) if session is not None else None  # loaded: no query
+        return payment.out_trade_no if payment is not None else None
+
+    @out_trade_no.setter
+    def out_trade_no(self, value: str | None) -> None:
+        self.stored_out_trade_no = value
 
     @property
     def fields(self) -> dict:
@@ -280,8 +356,12 @@ class ProtocolMessage(db.Model):
 
     @property
     def canonical_url(self) -> str:
-        """The URL as signed (path and query), for an API call."""
-        return self.fields.get("canonical_url") or (self.title.split(" ", 1)[1] if " " in self.title else "")
+        """The URL as signed (path and query), for an API call: in the payload, or (rows stored with
+        their title) the title's second half."""
+        if self.fields.get("canonical_url"):
+            return self.fields["canonical_url"]
+        title = self.stored_title or ""
+        return title.split(" ", 1)[1] if " " in title else ""
 
     @property
     def verified_serial(self) -> str | None:

@@ -254,7 +254,8 @@ def test_when_every_answer_is_a_probe_the_shopper_gets_a_clear_answer_and_the_at
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "WECHATPAY_UNAVAILABLE"
     with live_server.app.app_context():
         [attempt] = db.session.scalars(select(Payment)).all()
-        assert attempt.status == "created" and attempt.code_url is None  # left open: close-expired closes it
+        # Left open, nothing issued: close-expired closes it; no page reuses it.
+        assert attempt.status == "notpay" and attempt.code_url is None and not attempt.is_issued
     calls = requests.get(f"{live_server.url}/sandbox/control/calls", params={"path": "/v3/pay/transactions/native"},
                          timeout=10).json()["calls"]
     assert len(calls) == 2  # refused, sent once more, refused again: then the shop gives up

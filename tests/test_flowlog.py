@@ -115,6 +115,34 @@ def test_native_payment_is_recorded_step_by_step(server):
     assert page.text.count('class="flow-step ') == len(steps)
 
 
+def test_titles_and_numbers_rebuilt_show_as_stored_ones_did(server):
+    """An HTTP message's title ("METHOD path") and a linked message's out_trade_no are not stored
+    (NULL); the inspector shows the same as for a row written with both, the way rows were before."""
+    from storefront.models import Payment
+    from storefront.services import flowcodec
+
+    shopper = Shopper(server.url)
+    order, payment = paid_order(shopper)
+    before = wait_for(lambda: (d := flow(shopper, order["order_no"]))["status"] == "paid"
+                      and "notify_payment" in kinds(d) and d)
+    with server.app.app_context():
+        rows = db.session.scalars(select(ProtocolMessage).where(ProtocolMessage.kind.in_(
+            ["prepay_native", "notify_payment"])).order_by(ProtocolMessage.id)).all()
+        assert [(r.stored_title, r.stored_out_trade_no) for r in rows] == [(None, None), (None, None)]
+        assert [r.title for r in rows] == ["POST /v3/pay/transactions/native", "POST /notify/wechatpay"]
+        assert [r.out_trade_no for r in rows] == [payment["out_trade_no"]] * 2
+        assert rows[0].canonical_url == "/v3/pay/transactions/native"
+        # As stored before: both columns, and the canonical URL only in the title.
+        attempt = db.session.scalar(select(Payment).where(Payment.out_trade_no == payment["out_trade_no"]))
+        for row in rows:
+            fields = {k: v for k, v in row.fields.items() if k != "canonical_url"}
+            db.session.execute(ProtocolMessage.__table__.update().where(ProtocolMessage.id == row.id).values(
+                title=row.title, out_trade_no=attempt.out_trade_no, payload=flowcodec.encode(fields)))
+        db.session.commit()
+    after = flow(shopper, order["order_no"])
+    assert after == before
+
+
 def test_lost_notification_recovered_by_active_query(server):
     shopper = Shopper(server.url)
     order, payment = paid_order(shopper, notify="drop")

@@ -252,7 +252,7 @@ def test_junk_notifications_stay_small(app):
                                       "Wechatpay-Timestamp": "1", "Wechatpay-Nonce": "n", "X-Padding": "p" * 2000})
         assert answer.status_code == 401
     with app.app_context():
-        columns = [ProtocolMessage.payload, ProtocolMessage.error, ProtocolMessage.title]
+        columns = [ProtocolMessage.payload, ProtocolMessage.error, ProtocolMessage.stored_title]
         stored = sum(db.session.scalar(select(func.sum(func.length(c)))) or 0 for c in columns)
         records = db.session.scalar(select(func.count()).select_from(NotificationRecord))
     assert records == 200

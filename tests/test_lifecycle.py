@@ -42,9 +42,7 @@ def serve(make_app):
 
 def history(app, order_no: str) -> list[OrderEvent]:
     with app.app_context():
-        order_id = db.session.scalar(select(Order.id).where(Order.order_no == order_no))
-        return list(db.session.scalars(select(OrderEvent).where(OrderEvent.order_id == order_id)
-                                       .order_by(OrderEvent.id)))
+        return db.session.scalar(select(Order).where(Order.order_no == order_no)).events
 
 
 def moves(app, order_no: str) -> list[tuple[str, str, str]]:

@@ -85,11 +85,10 @@ def post_notification(base_url: str, body: bytes, headers: dict[str, str]) -> re
 
 
 def events(app, order_no: str) -> list[tuple[str, str, str]]:
-    """(from_status, to_status, cause) of every OrderEvent of the order, oldest first."""
+    """(from_status, to_status, cause) of every line of the order's history, oldest first."""
     with app.app_context():
         order = db.session.scalar(select(Order).where(Order.order_no == order_no))
-        rows = db.session.scalars(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))
-        return [(row.from_status, row.to_status, row.cause) for row in rows]
+        return [(row.from_status, row.to_status, row.cause) for row in order.events]
 
 
 def records(app, after: int = 0) -> list[NotificationRecord]:
@@ -247,8 +246,11 @@ def test_flow_record_of_an_applied_notification_rebuilds_the_body_as_received(se
         from storefront.models import ProtocolMessage
         from storefront.services import flowlog
 
-        row = db.session.scalars(select(ProtocolMessage).where(
-            ProtocolMessage.out_trade_no == pending["out_trade_no"], ProtocolMessage.direction == "in")).one()
+        row = db.session.scalars(select(ProtocolMessage).join(Payment, Payment.id == ProtocolMessage.payment_id).where(
+            Payment.out_trade_no == pending["out_trade_no"], ProtocolMessage.direction == "in")).one()
+        # Linked to the attempt by its number: not stored twice, read through the attempt.
+        assert row.stored_out_trade_no is None and row.out_trade_no == pending["out_trade_no"]
+        assert row.stored_title is None and row.title == "POST /notify/wechatpay"
         ciphertext = json.loads(body)["resource"]["ciphertext"]
         assert ciphertext not in row.request_body and "cipher_at" in row.fields
         assert json.loads(row.fields["resource_plain"])["out_trade_no"] == pending["out_trade_no"]
@@ -266,8 +268,8 @@ def test_flow_record_of_a_repeat_says_duplicate_not_what_was_expected(server, we
     with server.app.app_context():
         from storefront.models import ProtocolMessage
 
-        rows = db.session.scalars(select(ProtocolMessage).where(
-            ProtocolMessage.out_trade_no == pending["out_trade_no"], ProtocolMessage.direction == "in")
+        rows = db.session.scalars(select(ProtocolMessage).join(Payment, Payment.id == ProtocolMessage.payment_id).where(
+            Payment.out_trade_no == pending["out_trade_no"], ProtocolMessage.direction == "in")
             .order_by(ProtocolMessage.id)).all()
         outcomes = [next(c["detail"] for c in row.checks if c["name"] == "outcome") for row in rows]
         assert outcomes == ["HTTP 204 applied", "HTTP 204 duplicate"]

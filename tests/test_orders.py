@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from helpers import new_order, open_attempt, refund_of
 from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 from storefront.extensions import db
 from storefront.models import OrderEvent, OrderStatus, Payment, PaymentStatus, RefundStatus, utcnow
@@ -139,9 +140,27 @@ def test_an_order_with_an_open_attempt_is_not_closed(ctx):
 def test_every_status_change_is_recorded(ctx):
     order, payment = _setup("pending/notpay")
     pay(payment)
-    moves = [(e.from_status, e.to_status) for e in db.session.scalars(
-        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))]
+    moves = [(e.from_status, e.to_status) for e in reload(order).events]
     assert moves == [("", P), (P, D)]
+    # The creation is the order row's own: only the payment is a stored row.
+    assert [(e.from_status, e.to_status) for e in db.session.scalars(
+        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))] == [(P, D)]
+
+
+def test_an_order_s_creation_stored_by_an_earlier_version_shows_once(ctx):
+    order = new_order()
+    db.session.add(OrderEvent(order_id=order.id, from_status="", to_status=P, cause="shopper", note="下单"))
+    db.session.commit()
+    assert [(e.from_status, e.to_status, e.cause, e.note) for e in reload(order).events] == [("", P, "shopper", "下单")]
+    assert reload(order).events[0].id != 0  # the stored one
+
+
+def test_an_order_s_creation_is_read_from_the_order_row(ctx):
+    order = new_order()
+    [created] = reload(order).events
+    assert (created.from_status, created.to_status, created.cause, created.note) == ("", P, "shopper", "下单")
+    assert created.at == order.created_at and created.payment_id is None and created.wechat_ref is None
+    assert created not in db.session and db.session.scalar(select(OrderEvent.id)) is None
 
 
 # -- starting attempts ----------------------------------------------------------------------------
@@ -171,7 +190,9 @@ def test_a_started_attempt_is_what_was_written_and_nothing_is_read_back(ctx):
     finally:
         event.remove(db.engine, "before_cursor_execute", listener)
     assert written == len(statements), statements[written:]
-    assert shown["status"] == PaymentStatus.CREATED and shown["refund_reserved"] == 0 and shown["created_at"]
+    # Open before WeChat Pay is asked (the jobs find it if the call never returns), nothing issued yet.
+    assert shown["status"] == PaymentStatus.NOTPAY and shown["code_url"] is None and not payment.is_issued
+    assert shown["refund_reserved"] == 0 and shown["created_at"]
     assert shown["out_trade_no"] == f"{order.order_no}P01" and shown["amount_total"] == order.amount_total
     db.session.expunge_all()
     assert {column.key: getattr(db.session.get(Payment, payment.id), column.key)
@@ -187,6 +208,50 @@ def test_reuse_needs_time_left(ctx):
     db.session.execute(Payment.__table__.update().where(Payment.id == short.id)
                        .values(expires_at=utcnow() - timedelta(seconds=1)))
     assert orders.reusable_payment(order, "native", min_remaining_seconds=0) is None
+
+
+def test_an_attempt_wechat_pay_has_not_answered_for_is_open_but_never_reused(ctx):
+    order = new_order()
+    payment = orders.start_payment(order, "native", 600, 10)
+    assert payment.is_open and not payment.is_issued and payment.status_label == "创建中"
+    assert orders.reusable_payment(order, "native", min_remaining_seconds=1) is None
+    assert orders.reusable_among(orders.attempts(order.id), "native", min_remaining_seconds=1) is None
+    assert [p.id for p in orders.open_payments(order.id)] == [payment.id]  # what the jobs settle
+    assert orders.payment_issued(payment.id, "weixin://wxpay/bizpayurl?pr=test")
+    assert orders.reusable_payment(order, "native", min_remaining_seconds=1).id == payment.id
+
+
+def test_an_attempt_written_created_by_an_earlier_version_is_issued_or_failed_as_before(ctx):
+    order = new_order()
+    first = orders.start_payment(order, "native", 600, 10)
+    db.session.execute(Payment.__table__.update().where(Payment.id == first.id).values(status="created"))
+    assert orders.payment_issued(first.id, "weixin://wxpay/bizpayurl?pr=test")
+    assert reload(first).status == PaymentStatus.NOTPAY and first.code_url
+    orders.close_payment(first.id, "shopper")
+    second = orders.start_payment(order, "native", 600, 10)
+    db.session.execute(Payment.__table__.update().where(Payment.id == second.id).values(status="created"))
+    assert orders.payment_failed(second.id) and reload(second).status == PaymentStatus.FAILED
+    assert not orders.payment_issued(second.id, "weixin://wxpay/bizpayurl?pr=late")  # a failed one stays failed
+
+
+def test_issuing_an_attempt_changes_no_indexed_column(ctx):
+    """PostgreSQL: the issued UPDATE is a HOT update (no new index entry); SQLite has no such thing."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("HOT updates are PostgreSQL's")
+
+    def hot_updates() -> int:
+        db.session.commit()
+        db.session.execute(sa_text("SELECT pg_stat_clear_snapshot()"))
+        return db.session.scalar(sa_text(
+            "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'payments'::regclass")) or 0
+
+    order = new_order()
+    payment = orders.start_payment(order, "native", 600, 10)
+    before = hot_updates()
+    assert orders.payment_issued(payment.id, "weixin://wxpay/bizpayurl?pr=test")
+    db.session.execute(sa_text("SELECT pg_stat_force_next_flush()"))  # counted when the backend is idle
+    db.session.commit()
+    assert hot_updates() == before + 1
 
 
 # -- refunds: (refund state, WeChat's report) → outcome, refund after ----------------------------
@@ -264,5 +329,4 @@ def test_an_order_number_drawn_twice_in_one_second_is_drawn_again(ctx, monkeypat
     monkeypatch.setattr(orders, "new_order_no", lambda: next(draws))
     second = new_order(owner="shopper-2")
     assert second.order_no == "SF20261130120000123456" and second.id != first.id
-    assert [e.to_status for e in db.session.scalars(select(OrderEvent).where(OrderEvent.order_id == second.id))] \
-        == [OrderStatus.PENDING]
+    assert [e.to_status for e in second.events] == [OrderStatus.PENDING]

@@ -295,9 +295,10 @@ class Recorder:
                 if len(value) > bound:
                     value, truncated = value[: bound - 1] + "…", True
             out[key] = value
-        # The canonical URL is the title's second half unless the title was cut: kept only then.
-        if packed.get("canonical_url") and out.get("title") == f"{out.get('method')} {packed['canonical_url']}":
-            del packed["canonical_url"]
+        # An HTTP message's title is its method and path: not stored when the model rebuilds it exactly
+        # (``ProtocolMessage.http_title``, from the canonical URL or URL the payload keeps).
+        if out.get("title") is not None and out["title"] == ProtocolMessage.http_title(out.get("method"), packed):
+            out["title"] = None
         self._fold(out, packed, known, opened, scrub or not opened)
         out["payload"] = flowcodec.encode(packed)
         out["truncated"] = truncated
@@ -331,12 +332,18 @@ class Recorder:
     def _write(self, values: dict[str, Any], connection: Any = None, raw: bool = False) -> None:
         """Insert one bounded message: on ``connection`` if given, else as ``_link`` decides."""
         out_refund_no = values.pop("out_refund_no", None)
+        # Linked to its attempt by its own out_trade_no: a payment notification by the attempt
+        # ``apply_payment`` found by it; an API call's record here.
+        by_number = values.get("kind") == "notify_payment"
         if values.get("order_id") is None and values.get("out_trade_no"):
             link = self.link(values["out_trade_no"], connection)
             values.update(order_id=link.order_id, payment_id=link.payment_id)
+            by_number = True
         elif values.get("order_id") is None and out_refund_no:
             link = self.link_refund(out_refund_no)
             values.update(order_id=link.order_id, payment_id=link.payment_id)
+        if by_number and values.get("payment_id") is not None:
+            values["out_trade_no"] = None  # the attempt's own column says it (``ProtocolMessage.out_trade_no``)
         # One constant statement, the values as parameters: compiled once, not at every message.
         if connection is not None and raw:
             _ADD_MESSAGE_RAW.execute(connection, values).close()
@@ -726,7 +733,9 @@ class NotificationTrace:
         packed = {"request_headers": headers, "request_body": folded[0], "checks": checks, "url": self.url,
                   "origin": "wechatpay", **folded[1]}
         return {"out_trade_no": self.out_trade_no, "at": self.received_at, "direction": "in", "kind": self.kind,
-                "title": title, "method": "POST", "status": status, "verification": "passed",
+                # As ``_bounded``: no title stored when the model rebuilds it from the URL.
+                "title": None if title == ProtocolMessage.http_title("POST", packed) else title,
+                "method": "POST", "status": status, "verification": "passed",
                 "verify_serial": None,  # it is the Wechatpay-Serial header (``ProtocolMessage.verified_serial``)
                 "error": "", "elapsed_ms": round((utcnow() - self.received_at).total_seconds() * 1000),
                 "payload": flowcodec.encode(packed), "truncated": False}

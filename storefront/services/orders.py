@@ -107,7 +107,8 @@ def create_order(owner: str, product_id: object, quantity: object, idempotency_k
             # Else two orders drew the same number in the same second: draw another.
             if draw == ORDER_NO_DRAWS - 1:
                 raise
-    record_event(order.id, None, "", OrderStatus.PENDING, "shopper", _("下单"))
+    # No event row: the order row says it all (``Order.events`` begins with its creation).
+    events_log.info("order %s: -> %s cause=shopper", order.order_no, OrderStatus.PENDING)
     db.session.commit()
     return order
 
@@ -201,6 +202,7 @@ def reusable_payment(order: Order, method: str, min_remaining_seconds: float | N
             Payment.order_id == order.id,
             Payment.method == method,
             Payment.status == PaymentStatus.NOTPAY,
+            Payment.is_issued_clause(),
             Payment.expires_at > now + timedelta(seconds=min_remaining_seconds),
         )
         .order_by(Payment.id.desc())
@@ -219,7 +221,7 @@ def reusable_among(known: list[Payment], method: str, min_remaining_seconds: flo
         min_remaining_seconds = reuse_margin(current_app.config["PAYMENT_TTL_SECONDS"])
     limit = utcnow() + timedelta(seconds=min_remaining_seconds)
     return next((p for p in known if p.method == method and p.status == PaymentStatus.NOTPAY
-                 and p.expires_at > limit), None)
+                 and p.is_issued and p.expires_at > limit), None)
 
 
 def open_payments(order_id: int) -> list[Payment]:
@@ -231,7 +233,12 @@ def open_payments(order_id: int) -> list[Payment]:
 
 
 def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int, count: int | None = None) -> Payment:
-    """Write a new attempt (status ``created``). The caller closes older ones at WeChat first.
+    """Write a new attempt: ``notpay``, nothing issued yet. The caller closes older ones at WeChat first.
+
+    Open from the start: if the prepay call never returns, close-expired and reconcile find it
+    (``Payment.is_open_clause``) and settle it at WeChat Pay. Its status is already the one the
+    issued attempt has, so ``payment_issued`` changes no indexed column (PostgreSQL's HOT update:
+    no new index entries, the old version pruned in its page).
 
     ``count``: the order's attempts so far, if the caller has just loaded them (``attempts``);
     a concurrent start of the same number is refused by the unique ``out_trade_no`` either way.
@@ -252,7 +259,7 @@ def start_payment(order: Order, method: str, ttl_seconds: int, max_attempts: int
             "order_id": order.id,
             "out_trade_no": f"{order.order_no}P{count + 1:02d}",
             "method": str(method),
-            "status": str(PaymentStatus.CREATED),
+            "status": str(PaymentStatus.NOTPAY),
             "amount_total": order.amount_total,
             "expires_at": utcnow().replace(microsecond=0) + timedelta(seconds=ttl_seconds),
         })
@@ -268,14 +275,16 @@ def payment_issued(payment_id: int, code_url: str | None, **issued: object) -> b
     """WeChat Pay accepted the attempt: it is now payable. ``issued``: h5_url, prepay_id, ...
 
     A Core UPDATE on the table (the caller holds the row: ``issued_locally`` tells it what was
-    written, without reading it back).
+    written, without reading it back). Only an open attempt (a job or a notification may have
+    closed or paid it meanwhile); an attempt written ``created`` by an earlier version becomes ``notpay``.
     """
     columns = ("code_url", *sorted(issued))
     statement = _ISSUED.get(columns)
     if statement is None:  # one per scene's set of columns, built once
         table = Payment.__table__
         statement = _ISSUED[columns] = (
-            update(table).where(table.c.id == bindparam("payment_id"), table.c.status == str(PaymentStatus.CREATED))
+            update(table).where(table.c.id == bindparam("payment_id"),
+                                table.c.status.in_([str(s) for s in OPEN_PAYMENT_STATUSES]))
             .values(status=str(PaymentStatus.NOTPAY), **{name: bindparam(name) for name in columns}))
     changed = rows.connection(Payment).execute(
         statement, {"payment_id": payment_id, "code_url": code_url, **issued}).rowcount == 1
@@ -294,7 +303,7 @@ def issued_locally(payment: Payment, code_url: str | None, **issued: object) -> 
 
 def payment_failed(payment_id: int) -> bool:
     """WeChat Pay refused to create the attempt."""
-    changed = _move_payment(payment_id, (PaymentStatus.CREATED,), PaymentStatus.FAILED)
+    changed = _move_payment(payment_id, OPEN_PAYMENT_STATUSES, PaymentStatus.FAILED)
     db.session.commit()
     return changed
 

@@ -95,7 +95,9 @@ def refresh_pending(order: Order) -> None:
         return
     interval = current_app.config["ACTIVE_QUERY_INTERVAL_SECONDS"]
     for payment in orders.open_payments(order.id):
-        if payment.status != PaymentStatus.NOTPAY or not orders.claim_query(payment.id, interval):
+        # Not one WeChat Pay has not answered for yet (no code to pay): reconcile queries those.
+        if payment.status != PaymentStatus.NOTPAY or not payment.is_issued \
+                or not orders.claim_query(payment.id, interval):
             continue
         try:
             query_and_apply(payment, cause="query")
