@@ -18,12 +18,18 @@ package, so nothing heavy (Flask, the app) is imported here. Use the submodules:
 """
 
 DEFAULTS = {
-    "notify_requests": 400,
+    # Notifications measured each side, in ``notify_segments`` rotated rounds: long enough that
+    # one busy moment of a shared machine does not decide the ratio.
+    "notify_requests": 1200,
+    "notify_segments": 6,
     "notify_warmup": 40,
     "threads": 8,
     "shop_per_thread": 25,
     "shop_warmup_per_thread": 2,
-    "storage_orders": 400,  # paid Native orders whose database growth is measured
+    "storage_orders": 800,  # paid Native orders whose database growth is measured
+    # after this many through the same path: past PostgreSQL's start-up pages of every table
+    # (bench/README.md, "Database bytes"), where a running shop is
+    "storage_warmup": 600,
     # Many short alternating rounds, best of each side: robust against a busy neighbour.
     "rounds": 8,
     "sign_loops": 150,

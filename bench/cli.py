@@ -67,14 +67,15 @@ def main(argv: list[str] | None = None) -> int:
             if "notify" in parts:
                 lines += _timed("notify", lambda: scenarios.notify_vs_peers(
                     env, requests=n(args.requests, 2), threads=args.threads,
-                    warmup=n(DEFAULTS["notify_warmup"], 1)))
+                    warmup=n(DEFAULTS["notify_warmup"], 1), segments=DEFAULTS["notify_segments"]))
             if "payments" in parts:
                 lines += _timed("payments", lambda: scenarios.payments_vs_orders(
                     env, per_thread=n(args.orders_per_thread, 2), threads=args.threads,
                     warmup_per_thread=DEFAULTS["shop_warmup_per_thread"]))
             if "storage" in parts:
                 lines += _timed("storage", lambda: scenarios.storage_per_paid_order(
-                    env, orders=n(DEFAULTS["storage_orders"], 20), threads=args.threads))
+                    env, orders=n(DEFAULTS["storage_orders"], 20), threads=args.threads,
+                    warmup=n(DEFAULTS["storage_warmup"], 10)))
         if "lifecycle" in parts:
             # A fresh instance: the page-latency line starts from an (almost) empty orders table.
             with Environment(database_url=database_url, client_mode="inline") as env:

@@ -39,3 +39,37 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them(tmp_path):
     engine.dispose()
     assert stored == [_sqlalchemy_text(value) for value in values]
     assert loaded == [value.replace(tzinfo=None) for value in values]
+
+
+def test_a_driver_transaction_gives_up_its_turn_however_it_ends(tmp_path):
+    """SQLite driver transactions of one process take turns on a lock: a transaction that fails,
+    rolls back or commits leaves it free for the next (none waits for a lock nobody holds)."""
+    metadata = MetaData()
+    table = Table("turns", metadata, Column("id", Integer, primary_key=True), Column("note", String(20)))
+    engine = create_engine(f"sqlite:///{tmp_path / 'turns.sqlite'}")
+    metadata.create_all(engine)
+    prepared = rawsql.Prepared(insert(table), ("id", "note"))
+    turn = rawsql._sqlite_turn(engine)
+    try:
+        with rawsql.DriverTransaction(engine) as transaction:
+            assert turn.locked()
+            prepared.execute(transaction, {"id": 1, "note": "kept"}).close()
+            transaction.commit()
+        assert not turn.locked()
+        try:
+            with rawsql.DriverTransaction(engine) as transaction:
+                prepared.execute(transaction, {"id": 2, "note": "undone"}).close()
+                raise RuntimeError("the caller failed")
+        except RuntimeError:
+            pass
+        assert not turn.locked()
+        try:
+            with rawsql.DriverTransaction(engine) as transaction:
+                prepared.execute(transaction, {"id": 1, "note": "a duplicate key"}).close()
+        except Exception:
+            pass
+        assert not turn.locked()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT id, note FROM turns").all() == [(1, "kept")]
+    finally:
+        engine.dispose()

@@ -19,6 +19,8 @@ much as its five statements together: bench/README.md).
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -140,6 +142,19 @@ def _faster(dialect: Dialect, type_: Any, process: Callable[[Any], Any]) -> Call
     return sqlite_datetime
 
 
+# One lock per SQLite engine: the process's driver transactions take turns here (see below).
+_SQLITE_TURNS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_TURNS_LOCK = threading.Lock()
+
+
+def _sqlite_turn(engine: Engine) -> threading.Lock:
+    turn = _SQLITE_TURNS.get(engine)
+    if turn is None:
+        with _TURNS_LOCK:
+            turn = _SQLITE_TURNS.setdefault(engine, threading.Lock())
+    return turn
+
+
 class DriverTransaction:
     """One transaction on a pooled DBAPI connection of ``engine``: ``Prepared`` statements, then
     ``commit`` (or ``rollback``); leaving the ``with`` block returns the connection to the pool,
@@ -148,18 +163,38 @@ class DriverTransaction:
     On SQLite it begins with ``BEGIN IMMEDIATE`` as every transaction of the shop does
     (``extensions._sqlite_begin_immediate``): the write lock first, so concurrent writers queue.
     PostgreSQL's driver begins one implicitly at the first statement.
+
+    On SQLite the process's driver transactions also take turns on a lock of their own first.
+    SQLite admits one writer; a thread refused the write lock sleeps in the driver's busy handler
+    (1, 2, 5, 10, … ms between tries: SQLite's default busy handler), however soon the lock is
+    free again. Notifications arriving together then wait for those sleeps more than for each
+    other (bench/README.md, "The fourth round"). Waiting on a Python lock, each is woken as the
+    one before it ends. Other writers (other processes, the ORM sessions) still queue in SQLite.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.dialect = engine.dialect
-        self.connection = engine.raw_connection()  # ``CursorSource``: pooled, its cursor() is the driver's
+        self.turn = _sqlite_turn(engine) if self.dialect.name == "sqlite" else None
+        if self.turn is not None:
+            self.turn.acquire()
+        try:
+            self.connection = engine.raw_connection()  # ``CursorSource``: pooled, its cursor() is the driver's
+        except BaseException:
+            self._end_turn()
+            raise
         self.done = False
         try:
-            if self.dialect.name == "sqlite":
+            if self.turn is not None:
                 self.connection.driver_connection.execute("BEGIN IMMEDIATE")
         except BaseException:
             self.connection.close()
+            self._end_turn()
             raise
+
+    def _end_turn(self) -> None:
+        if self.turn is not None:
+            self.turn.release()
+            self.turn = None
 
     def commit(self) -> None:
         self.connection.commit()
@@ -178,4 +213,7 @@ class DriverTransaction:
             if not self.done:
                 self.connection.rollback()
         finally:
-            self.connection.close()  # back to the pool
+            try:
+                self.connection.close()  # back to the pool
+            finally:
+                self._end_turn()
