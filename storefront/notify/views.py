@@ -8,7 +8,6 @@ dispatch (a notification is a machine's POST: no cookie, no page, no route to lo
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,7 +21,6 @@ from ..models import utcnow
 from ..services import payments, refunds
 
 bp = Blueprint("notify", __name__)
-log = logging.getLogger(__name__)
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~/-]*")
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?")
