@@ -56,45 +56,35 @@ HTTP_MESSAGES = {
 }
 
 
+def _explain(exc: Exception, req: Request) -> tuple[int, str, str]:
+    """The status, code and message ``exc`` is answered with; bad input and crashes are logged."""
+    if isinstance(exc, ShopError):
+        return exc.status, exc.code, exc.message
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        return status, (exc.name or "error").upper().replace(" ", "_"), HTTP_MESSAGES.get(status, exc.name or "")
+    if isinstance(exc, RecursionError):
+        # Deeply nested JSON (or another input built to exhaust the stack): bad input, not a crash.
+        current_app.logger.warning("input too deeply nested on %s %s", req.method, req.path)
+        return 400, "INVALID_JSON", _("请求体的 JSON 嵌套过深")
+    # Logged with its traceback for the operator; the caller sees no internals.
+    current_app.logger.exception("unhandled error on %s %s", req.method, req.path)
+    return 500, "SYSTEM_ERROR", _("系统繁忙，请稍后再试")
+
+
 def machine_answer(exc: Exception, req: Request) -> Response:
     """What the handlers below answer ``exc`` on a notification path, for a request served
     without Flask's dispatch (``notify.views.NotificationLane``): the same status and JSON, the
     same log line."""
-    if isinstance(exc, ShopError):
-        status, message = exc.status, exc.message
-    elif isinstance(exc, HTTPException):
-        status = exc.code or 500
-        message = str(HTTP_MESSAGES.get(status, exc.name or ""))
-    elif isinstance(exc, RecursionError):
-        current_app.logger.warning("input too deeply nested on %s %s", req.method, req.path)
-        status, message = 400, _("请求体的 JSON 嵌套过深")
-    else:
-        current_app.logger.exception("unhandled error on %s %s", req.method, req.path)
-        status, message = 500, _("系统繁忙，请稍后再试")
+    status, _code, message = _explain(exc, req)
     response = current_app.json.response({"code": "FAIL", "message": str(message)[:64]})
     response.status_code = status
     return response
 
 
 def register(app: Flask) -> None:
-    @app.errorhandler(ShopError)
-    def shop_error(exc: ShopError):
-        return _answer(exc.status, exc.code, exc.message)
+    def answer(exc: Exception):
+        return _answer(*_explain(exc, request))
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        status = exc.code or 500
-        code = (exc.name or "error").upper().replace(" ", "_")
-        return _answer(status, code, HTTP_MESSAGES.get(status, exc.name or ""))
-
-    @app.errorhandler(RecursionError)
-    def too_deep(exc: RecursionError):
-        # Deeply nested JSON (or another input built to exhaust the stack): bad input, not a crash.
-        app.logger.warning("input too deeply nested on %s %s", request.method, request.path)
-        return _answer(400, "INVALID_JSON", _("请求体的 JSON 嵌套过深"))
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        # Logged with its traceback for the operator; the caller sees no internals.
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _answer(500, "SYSTEM_ERROR", _("系统繁忙，请稍后再试"))
+    for kind in (ShopError, HTTPException, RecursionError, Exception):
+        app.register_error_handler(kind, answer)
