@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Insert, Table, insert, inspect
 from sqlalchemy.orm import make_transient_to_detached
 
 from .extensions import db
+from .services.rawsql import python_default
 
 Model = TypeVar("Model")
 _INSERTS: dict[Table, Insert] = {}  # one statement per table, built once: its cache key is kept
@@ -42,10 +43,8 @@ def insert_loaded(model: type[Model], values: Mapping[str, Any]) -> Model:
     for column in table.c:
         if column.key in values:
             row[column.key] = values[column.key]
-        elif column.default is not None and column.default.is_scalar:
-            row[column.key] = column.default.arg
-        elif column.default is not None and column.default.is_callable:
-            row[column.key] = column.default.arg(None)  # SQLAlchemy wraps it to take a context
+        elif (default := python_default(column)) is not None:
+            row[column.key] = default()
         elif column.primary_key:
             continue  # the database assigns it
         elif column.server_default is not None:

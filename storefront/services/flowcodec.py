@@ -180,11 +180,16 @@ def decode(payload: bytes | None) -> dict[str, Any]:
     return out
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
+def find_header(headers: Mapping[str, str], name: str) -> str | None:
+    """The first header named ``name`` (lower case), whatever case it was sent in; None if absent."""
     for key, value in headers.items():
         if key.lower() == name:
             return value
-    return ""
+    return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    return find_header(headers, name) or ""
 
 
 def signed_message(method: str | None, canonical_url: str, request_headers: Mapping[str, str], body: str) -> str:

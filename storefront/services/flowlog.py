@@ -125,7 +125,12 @@ def _may_hold_secrets(values: Mapping[str, Any], known: Iterable[str], also: str
                 parts.append(text)
         elif isinstance(value, list):
             parts.extend([str(item.get("detail") or "") for item in value if isinstance(item, dict | Mapping)])
-    text = "\n".join(parts)
+    return _holds_secret_text("\n".join(parts), known)
+
+
+def _holds_secret_text(text: str, known: Iterable[str]) -> bool:
+    """Whether ``text`` holds a secret's name, "private key" or a known secret value (of 8
+    characters or more, as ``redact`` replaces them)."""
     lowered = text.lower()
     if any(word in lowered for word in _SECRET_WORDS):
         return True
@@ -275,8 +280,7 @@ class Recorder:
         scrub = _may_hold_secrets(values, known, opened[1].decode("utf-8", "replace") if opened else "")
         for key, value in values.items():
             if key in ("request_headers", "response_headers"):
-                if type(value) is not flowcodec.KeptHeaders:
-                    value = flowcodec.kept_headers(value or {})
+                value = flowcodec.kept_headers(value or {})
                 value = redact_headers(value, known) if scrub else {
                     name: REDACTED if name.lower() in _SECRET_HEADERS else text for name, text in value.items()}
             elif key == "checks":
@@ -325,7 +329,7 @@ class Recorder:
                 packed["request_body"] = folded[0]
                 packed.update(folded[1])
         headers = packed.get("response_headers" if direction == "out" else "request_headers") or {}
-        serial = next((v for k, v in headers.items() if k.lower() == "wechatpay-serial"), None)
+        serial = flowcodec.find_header(headers, "wechatpay-serial")
         if serial is not None and out.get("verify_serial") == serial:
             out["verify_serial"] = None  # ProtocolMessage.verified_serial reads the header
 
@@ -714,10 +718,7 @@ class NotificationTrace:
         # Every text the general way would redact (``_bounded``), and its constants.
         texts = [body, plain, self.url, title, self.out_trade_no or "", "in", self.kind, "wechatpay", "POST",
                  "passed", *headers.keys(), *headers.values(), *(c["detail"] for c in checks)]
-        text = "\n".join(texts)
-        lowered = text.lower()
-        if any(word in lowered for word in _SECRET_WORDS) or any(
-                value and len(value) >= 8 and value in text for value in known):
+        if _holds_secret_text("\n".join(texts), known):
             return None
         _retention, limit = _settings(rec.app)
         if (len(self.url) > 512 or max(map(len, texts)) > limit or len(title) > _COLUMN_LENGTHS["title"]
@@ -727,7 +728,7 @@ class NotificationTrace:
         folded = flowcodec.fold_ciphertext(body, gw.aes, self.opened)
         if folded is None:
             return None
-        serial = next((v for k, v in headers.items() if k.lower() == "wechatpay-serial"), None)
+        serial = flowcodec.find_header(headers, "wechatpay-serial")
         if serial is None or len(serial) > _COLUMN_LENGTHS["verify_serial"]:
             return None
         packed = {"request_headers": headers, "request_body": folded[0], "checks": checks, "url": self.url,
@@ -804,8 +805,7 @@ class NotificationTrace:
             "response_body": "" if result.status < 300 else json.dumps(
                 {"code": "FAIL", "message": (result.reason or "FAIL")[:64]}, ensure_ascii=False),
             "verification": self.verification,
-            "verify_serial": kept.get("Wechatpay-Serial") or next(
-                (v for k, v in kept.items() if k.lower() == "wechatpay-serial"), None),
+            "verify_serial": flowcodec.find_header(kept, "wechatpay-serial"),
             "checks": self.checks.finish(),
             "error": "" if result.status < 300 else (result.reason or "")[:300],
             "elapsed_ms": round((utcnow() - self.received_at).total_seconds() * 1000),

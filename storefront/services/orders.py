@@ -283,8 +283,7 @@ def payment_issued(payment_id: int, code_url: str | None, **issued: object) -> b
     if statement is None:  # one per scene's set of columns, built once
         table = Payment.__table__
         statement = _ISSUED[columns] = (
-            update(table).where(table.c.id == bindparam("payment_id"),
-                                table.c.status.in_([str(s) for s in OPEN_PAYMENT_STATUSES]))
+            update(table).where(table.c.id == bindparam("payment_id"), Payment.is_open_clause())
             .values(status=str(PaymentStatus.NOTPAY), **{name: bindparam(name) for name in columns}))
     changed = rows.connection(Payment).execute(
         statement, {"payment_id": payment_id, "code_url": code_url, **issued}).rowcount == 1

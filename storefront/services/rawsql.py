@@ -58,6 +58,19 @@ class CursorSource(Protocol):
     def connection(self) -> Any: ...
 
 
+def python_default(column: Any) -> Callable[[], Any] | None:
+    """The value the ORM would give ``column`` when an INSERT leaves it out, as a function of
+    nothing: its Python-side default (a constant, or a callable); None if it has none."""
+    default = column.default
+    if default is None:
+        return None
+    if default.is_callable:
+        return lambda: default.arg(None)  # SQLAlchemy wraps the callable to take an execution context
+    if default.is_scalar:
+        return lambda: default.arg
+    return None
+
+
 class Prepared:
     """One Core ``INSERT``/``UPDATE``, run raw. ``keys``: its parameters (an INSERT's columns);
     one a call leaves out is the column's Python-side default, else NULL."""
@@ -79,13 +92,9 @@ class Prepared:
         if isinstance(self.statement, Insert) and table is not None:
             # Columns the caller may leave out get their Python-side default, as the ORM would.
             for key in self.keys:
-                default = table.c[key].default if key in table.c else None
-                if default is None:
-                    continue
-                if default.is_callable:
-                    defaults[key] = (lambda fn: lambda: fn(None))(default.arg)
-                elif default.is_scalar:
-                    defaults[key] = (lambda value: lambda: value)(default.arg)
+                default = python_default(table.c[key]) if key in table.c else None
+                if default is not None:
+                    defaults[key] = default
         processors = {name: _faster(dialect, compiled.binds[name].type, fn)
                       for name, fn in compiled._bind_processors.items() if fn is not None}
         names = tuple(compiled.positiontup) if compiled.positional else tuple(dict.fromkeys((*binds, *self.keys)))
