@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from conftest import LiveServer, Shopper, wait_for
 from storefront.extensions import db
 from storefront.models import ProtocolMessage, utcnow
-from storefront.services import flowlog
+from storefront.services import flowcodec, flowlog
 
 APPSECRET = "demoAppSecret0123456789abcdefABCD"
 
@@ -63,6 +63,26 @@ def test_redact_scrubs_secrets_and_keeps_the_signature():
     headers = flowlog.redact_headers({"Authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="1",signature="abc"',
                                       "Cookie": "session=x"})
     assert headers["Authorization"].endswith('signature="abc"') and headers["Cookie"] == flowlog.REDACTED
+
+
+
+def test_text_without_a_secret_hint_is_left_as_it_is():
+    """The quick gate before redaction: every secret's name holds one of ``_SECRET_HINTS``, so a text
+    the gate passes is one ``redact`` leaves unchanged, and every text ``redact`` changes is stopped."""
+    for name in (*flowlog._SECRET_NAMES, "private key"):
+        assert any(hint in name for hint in flowlog._SECRET_HINTS), name
+    assert not flowcodec.KEPT_HEADERS & flowlog._SECRET_HEADERS  # a record never keeps one to redact by name
+    known = ["K" + "k" * 31]
+    texts = ['{"attach":"a gift","amount":{"total":8800}}', "GET /v3/pay?mchid=1&Secret=x", '{"Session_Key":"s"}',
+             "-----BEGIN PRIVATE KEY-----\nMII", "apiv3 " + known[0], '{"idempotency_key":"k1"}',
+             "Wechatpay-Serial PUB_KEY_ID_0114", "支付成功 ✓"]
+    for text in texts:
+        if not flowlog._may_hold_secret_text(text, known):
+            assert flowlog.redact(text, known) == text, text
+        if flowlog.redact(text, known) != text:
+            assert flowlog._may_hold_secret_text(text, known), text
+    for text in (texts[0], texts[-2], texts[-1]):
+        assert not flowlog._may_hold_secret_text(text, known), text
 
 
 def test_size_bound_and_retention(app):

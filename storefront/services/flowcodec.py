@@ -129,8 +129,7 @@ def _layout(fields: Mapping[str, Any]) -> bytes:
         if value is None or value == "" or value == {} or value == []:
             continue
         if name == "checks":
-            value = [[c["name"], c["ok"], c["detail"] or ""] if len(c) == 3 else
-                     [c.get("name"), c.get("ok"), c.get("detail") or ""] for c in value]
+            value = [c if type(c) is list else [c.get("name"), c.get("ok"), c.get("detail") or ""] for c in value]
         data[key] = value
     return _JSON.encode(data).encode("utf-8") if data else b""
 
@@ -151,7 +150,8 @@ _PRIMED = zlib.compressobj(6, zlib.DEFLATED, -13, 6, zlib.Z_DEFAULT_STRATEGY, DI
 
 
 def encode(fields: Mapping[str, Any]) -> bytes:
-    """One payload from ``FIELDS``-named values (headers as dicts, checks as a list of dicts)."""
+    """One payload from ``FIELDS``-named values (headers as dicts; checks as a list of dicts, or
+    of the [name, ok, detail] lists a payload stores, the detail a str)."""
     raw = _layout(fields)
     if not raw:
         return b""
