@@ -19,9 +19,9 @@ package, so nothing heavy (Flask, the app) is imported here. Use the submodules:
 
 DEFAULTS = {
     # Notifications measured each side, in ``notify_segments`` rotated rounds: long enough that
-    # one busy moment of a shared machine does not decide the ratio.
-    "notify_requests": 1200,
-    "notify_segments": 6,
+    # one busy moment of a shared machine does not decide the ratio (about 5 s a side).
+    "notify_requests": 3000,
+    "notify_segments": 10,
     "notify_warmup": 40,
     "threads": 8,
     "shop_per_thread": 25,
