@@ -65,7 +65,6 @@ def test_redact_scrubs_secrets_and_keeps_the_signature():
     assert headers["Authorization"].endswith('signature="abc"') and headers["Cookie"] == flowlog.REDACTED
 
 
-
 def test_text_without_a_secret_hint_is_left_as_it_is():
     """The quick gate before redaction: every secret's name holds one of ``_SECRET_HINTS``, so a text
     the gate passes is one ``redact`` leaves unchanged, and every text ``redact`` changes is stopped."""

@@ -140,7 +140,6 @@ def _may_hold_secret_text(text: str, known: Iterable[str]) -> bool:
     return any(value and len(value) >= 8 and value in text for value in known)
 
 
-
 def redact_headers(headers: Mapping[str, str], known: Iterable[str] = ()) -> dict[str, str]:
     """Headers as a plain dict, redacted. ``Authorization`` is a signature, not a secret: kept."""
     known = list(known)
