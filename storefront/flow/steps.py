@@ -22,7 +22,7 @@ CHECK_LABELS = {
     "decrypt": _l("AES-256-GCM 解密 resource"),
     "mchid": _l("商户号是本商户"),
     "appid": _l("AppID 属于本商户"),
-    "trade_state": _l("交易状态为 SUCCESS"),
+    "trade_state": _l("交易状态（须为 SUCCESS）与微信支付订单号"),
     "amount": _l("金额与订单一致（通知 / 订单，单位：分）"),
     "outcome": _l("幂等入账并应答"),
 }
