@@ -30,11 +30,19 @@ def wants_json() -> bool:
             or (request.method == "POST" and request.is_json))
 
 
+def wechatpay_failure(status: int, message: str) -> Response:
+    """The answer WeChat Pay expects when a notification is not accepted (it retries on anything
+    but 2xx): ``{"code": "FAIL", "message": …}``, the message at most 64 characters."""
+    response = current_app.json.response({"code": "FAIL", "message": str(message)[:64]})
+    response.status_code = status
+    return response
+
+
 def _answer(status: int, code: str, message: str):
     if request.path.startswith("/api/"):
         return {"error": {"code": code, "message": message}}, status
     if request.path.startswith("/notify/"):
-        return {"code": "FAIL", "message": message[:64]}, status
+        return wechatpay_failure(status, message)
     mount = current_app.extensions["wechat_endpoints"].mount if "wechat_endpoints" in current_app.extensions else ""
     # The simulator's API and control endpoints are JSON: their errors are too (whatever Accept says).
     if mount and request.path.startswith(mount + "/") and (
@@ -77,9 +85,7 @@ def machine_answer(exc: Exception, req: Request) -> Response:
     without Flask's dispatch (``notify.views.NotificationLane``): the same status and JSON, the
     same log line."""
     status, _code, message = _explain(exc, req)
-    response = current_app.json.response({"code": "FAIL", "message": str(message)[:64]})
-    response.status_code = status
-    return response
+    return wechatpay_failure(status, message)
 
 
 def register(app: Flask) -> None:

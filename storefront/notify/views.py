@@ -58,12 +58,9 @@ def answer(kind: str, req: Request) -> Response:
     # The handler also writes the flow inspector's record, committed with the payment itself.
     result = HANDLERS[kind](req.headers, body, received_at, path=req.path, url=_request_url(req))
     count_notification(kind, result)
-    app = current_app
     if result.status < 300:
-        return app.response_class(status=204)
-    response = app.json.response({"code": "FAIL", "message": result.reason[:64] or "FAIL"})
-    response.status_code = result.status
-    return response
+        return current_app.response_class(status=204)
+    return errors.wechatpay_failure(result.status, result.reason or "FAIL")
 
 
 @bp.post("/wechatpay")
